@@ -1,0 +1,3 @@
+from edge_pcam.cli import main
+
+main()

@@ -1,0 +1,33 @@
+"""The `edge-pcam` command line: one small module per command, engines imported lazily.
+
+Nothing here imports TensorFlow at import time, so `edge-pcam --help` and the
+device-side commands start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from edge_pcam.cli import data, info
+from edge_pcam.errors import EdgePcamError
+
+app = typer.Typer(
+    name="edge-pcam",
+    help="Train, quantize, convert and run a lymph-node metastasis detector on edge devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("info")(info.info)
+app.add_typer(data.app, name="data")
+
+
+def main() -> None:
+    """Console entry point: user errors print one line and exit non-zero, never a traceback."""
+    try:
+        app()
+    except EdgePcamError as exc:
+        print(f"edge-pcam: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

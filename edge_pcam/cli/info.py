@@ -1,0 +1,33 @@
+"""`edge-pcam info [MODEL]`: the design's layer table, or what a model file carries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edge_pcam.cli.console import out
+
+
+def info(model: Annotated[Optional[Path], typer.Argument(help="A .tflite file to describe; none for the design's model.")] = None) -> None:
+    """Print the model's layers and parameter count, or a .tflite file's metadata."""
+    if model is not None:
+        from edge_pcam.runtime.metadata import read_metadata
+        out.print_json(json.dumps(read_metadata(model)))
+        return
+    from rich.table import Table
+
+    from edge_pcam.model import PARAMETER_COUNT, build_model
+    m = build_model()
+    table = Table(title=f"{m.name}: the design's attention-CNN")
+    for col in ("layer", "type", "output shape", "parameters"):
+        table.add_column(col, justify="right" if col == "parameters" else "left")
+    for layer in m.layers:
+        shape = layer.output_shape
+        shape = shape[0] if isinstance(shape, list) else shape
+        table.add_row(layer.name, type(layer).__name__, str(tuple(shape[1:])), f"{layer.count_params():,}")
+    out.print(table)
+    total = m.count_params()
+    out.print(f"Total parameters: {total:,} (the design states {PARAMETER_COUNT:,})")

@@ -1,0 +1,36 @@
+"""Parse a `--data` spec and open the dataset it names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_pcam.errors import DataError
+from edge_pcam.runtime.datasets.base import PatchDataset
+
+
+def open_dataset(spec: str) -> PatchDataset:
+    """Open the dataset named by `spec` (see the package docstring for the forms)."""
+    spec = str(spec)
+    scheme = spec.split(":", 1)[0] if ":" in spec and not Path(spec).exists() else ""
+    if scheme == "synthetic":
+        from edge_pcam.runtime.datasets.synthetic import open_synthetic
+        return open_synthetic(spec)
+    if scheme == "tfds":
+        from edge_pcam.runtime.datasets.tfds import open_tfds
+        return open_tfds(spec)
+    if scheme:
+        raise DataError(f"{spec}: unknown data scheme '{scheme}:' (use synthetic:N, tfds:patch_camelyon or a folder)")
+    return _open_folder(Path(spec))
+
+
+def _open_folder(path: Path) -> PatchDataset:
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if not path.is_dir():
+        raise DataError(f"{path}: not a folder (give a folder of PCam files, or synthetic:N)")
+    from edge_pcam.runtime.datasets import folder, hdf5, kaggle
+    for reader in (hdf5, kaggle, folder):
+        if reader.recognises(path):
+            return reader.open(path)
+    raise DataError(f"{path}: no PCam data found (expected camelyonpatch_*.h5[.gz], "
+                    "train/ + train_labels.csv, or {split}/{label}/ image folders)")

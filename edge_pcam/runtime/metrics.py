@@ -1,0 +1,84 @@
+"""Binary-classification metrics and operating points in plain numpy (both sides use them)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+TRIAGE_SENSITIVITY = 0.95
+HIGH_SPECIFICITY = 0.99
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False-positive rate, true-positive rate and thresholds, thresholds decreasing.
+
+    Row i says what `score >= thresholds[i]` gives; ties share one row.
+    """
+    y = np.asarray(labels).astype(bool).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.cumsum(y)[distinct]
+    fp = (distinct + 1) - tp
+    pos, neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    tpr = np.r_[0.0, tp / pos]
+    fpr = np.r_[0.0, fp / neg]
+    thresholds = np.r_[np.inf, s[distinct]]
+    return fpr, tpr, thresholds
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (trapezoids; ties count one half). NaN with one class only."""
+    y = np.asarray(labels).astype(bool).reshape(-1)
+    if y.all() or not y.any():
+        return float("nan")
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, sensitivity: float) -> float:
+    """The highest threshold whose sensitivity (recall) is at least `sensitivity`."""
+    _, tpr, thresholds = roc_curve(labels, scores)
+    i = int(np.argmax(tpr >= sensitivity))
+    return float(min(thresholds[i], 1.0))
+
+
+def threshold_for_specificity(labels: np.ndarray, scores: np.ndarray, specificity: float) -> float:
+    """The lowest threshold whose specificity is at least `specificity`."""
+    fpr, _, thresholds = roc_curve(labels, scores)
+    ok = np.nonzero(1 - fpr >= specificity)[0]
+    return float(min(thresholds[ok[-1]], 1.0))
+
+
+def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, precision, recall (sensitivity), specificity, F1 and AUC at `threshold`."""
+    y = np.asarray(labels).astype(bool).reshape(-1)
+    pred = np.asarray(scores).reshape(-1) >= threshold
+    tp = int(np.sum(pred & y))
+    tn = int(np.sum(~pred & ~y))
+    fp = int(np.sum(pred & ~y))
+    fn = int(np.sum(~pred & y))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        "n": int(y.size),
+        "threshold": float(threshold),
+        "accuracy": (tp + tn) / max(y.size, 1),
+        "precision": precision,
+        "recall": recall,
+        "specificity": tn / (tn + fp) if tn + fp else 0.0,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "auc": roc_auc(y, scores),
+        "tp": tp, "tn": tn, "fp": fp, "fn": fn,
+    }
+
+
+def operating_points(labels: np.ndarray, scores: np.ndarray) -> dict[str, dict[str, float]]:
+    """Metrics at 0.5, at the triage threshold (95% sensitivity) and at 99% specificity."""
+    triage = threshold_for_sensitivity(labels, scores, TRIAGE_SENSITIVITY)
+    high_spec = threshold_for_specificity(labels, scores, HIGH_SPECIFICITY)
+    return {
+        "decision": binary_metrics(labels, scores, 0.5),
+        "triage": binary_metrics(labels, scores, triage),
+        "high_specificity": binary_metrics(labels, scores, high_spec),
+    }
