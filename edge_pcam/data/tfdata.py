@@ -4,7 +4,9 @@ JPEG and PNG files are read and decoded inside tf.data (JPEG with
 `dct_method="INTEGER_ACCURATE"`, which gives exactly Pillow's pixels, so the
 model trains on the pixels the device runtime will see). Every other split
 (HDF5, TIFF, in-memory arrays) is read by row index through the split's own
-numpy reader, a batch of rows at a time, so memory stays bounded.
+numpy reader, a batch of rows at a time, so memory stays bounded. A split
+with a `tf_elements(shuffle_files, seed)` method (TFDS) streams its own records
+through a shuffle buffer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from edge_pcam.runtime.images import check_patch_files
 
 NATIVE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CACHE_READ_ROWS = 512
+STREAM_SHUFFLE_BUFFER = 16384  # patches (450 MB) for readers without random access
 
 
 def make_dataset(split: Split, batch_size: int, *, training: bool, seed: int = 0,
@@ -50,7 +53,14 @@ def make_dataset(split: Split, batch_size: int, *, training: bool, seed: int = 0
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
         return ds.repeat() if repeat else ds
 
-    if native:
+    stream = getattr(split, "tf_elements", None)
+    if callable(stream):  # a reader that streams itself into tf.data (TFDS records)
+        ds = stream(shuffle_files=training, seed=seed)
+        ds = ds.cache() if cache else ds
+        if training:
+            ds = ds.shuffle(min(n, STREAM_SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+        ds = (ds.repeat() if repeat else ds).batch(batch_size, drop_remainder=drop_remainder)
+    elif native:
         decode = _decoder(any(f.lower().endswith(".png") for f in files))
         ds = tf.data.Dataset.from_tensor_slices((files, labels))
         if cache:
