@@ -1,0 +1,165 @@
+"""A synthetic whole-slide image: a tiled pyramidal TIFF with a planted tumour region.
+
+For tests, the scan benchmark, the README picture and `make demo`: the slide is
+mostly glass (flat near-white) with one elliptical piece of H&E-like tissue
+(`edge_pcam.runtime.datasets.synthetic.paint_tissue`) and, inside it, a
+rectangle of large irregular tumour nuclei. Tissue is painted at PCam's scale
+(0.972 µm/px, where the synthetic patches' nuclei have their size) and every
+pyramid level is resampled from that painting, so the levels agree.
+
+Memory stays bounded whatever the slide's size: the tissue painting is kept in
+a temporary file on disk (numpy memmap, painted one 256-pixel piece at a time)
+and tifffile writes each level from an iterator of tiles, one tile at a time.
+The resolution tags give the µm per pixel (pixels per centimetre).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from edge_pcam.runtime.datasets.synthetic import paint_tissue
+
+PCAM_MPP = 0.972  # Camelyon16's 0.243 µm/px at 40x, taken at 10x
+GLASS = (243, 241, 245)  # background: HSV saturation 0.016, well under PCam's 0.07
+PIECE = 256  # tissue is painted in pieces of this many pixels at PCAM_MPP
+
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in level-0 pixels, x1/y1 exclusive
+
+
+@dataclass(frozen=True)
+class SyntheticSlide:
+    """Where the synthetic slide was written and what is where (level-0 pixel boxes)."""
+
+    path: Path
+    width: int
+    height: int
+    mpp: float
+    tissue: Box  # bounding box of the tissue ellipse
+    tumour: Box  # the planted tumour rectangle
+    levels: tuple[tuple[int, int], ...]  # (width, height) per pyramid level
+
+
+def default_layout(width: int, height: int) -> tuple[Box, Box]:
+    """Tissue: an ellipse over the middle fifth of each axis; tumour: a rectangle in its upper left."""
+    tissue = (int(width * 0.38), int(height * 0.40), int(width * 0.62), int(height * 0.60))
+    tw, th = tissue[2] - tissue[0], tissue[3] - tissue[1]
+    tumour = (tissue[0] + int(tw * 0.25), tissue[1] + int(th * 0.25),
+              tissue[0] + int(tw * 0.50), tissue[1] + int(th * 0.55))
+    return tissue, tumour
+
+
+def write_synthetic_slide(path: str | os.PathLike, width: int = 20_000, height: int = 20_000,
+                          mpp: float = 0.486, *, tissue: Box | None = None, tumour: Box | None = None,
+                          tile: int = 512, seed: int = 0, compression: str = "zlib",
+                          min_level_size: int = 512) -> SyntheticSlide:
+    """Write a tiled pyramidal TIFF (levels halving down to `min_level_size`) and describe it.
+
+    `mpp` is level 0's µm per pixel (0.486 is a 20x scan; 0.243 a 40x one).
+    `tissue` and `tumour` are level-0 boxes (default: `default_layout`).
+    """
+    import tifffile
+
+    path = Path(path)
+    if tissue is None or tumour is None:
+        default_tissue, default_tumour = default_layout(width, height)
+        tissue, tumour = tissue or default_tissue, tumour or default_tumour
+    levels = [(width, height)]
+    while max(levels[-1]) > min_level_size and min(levels[-1]) >= 2:
+        w, h = levels[-1]
+        levels.append((math.ceil(w / 2), math.ceil(h / 2)))
+
+    with tempfile.TemporaryDirectory(prefix="edge-pcam-slide-") as tmp:
+        canvas = _TissueCanvas(Path(tmp) / "canvas.u8", tissue, tumour, mpp, seed)
+        pixels_per_cm = 1e4 / mpp
+        with tifffile.TiffWriter(path, bigtiff=True) as tif:
+            for index, (w, h) in enumerate(levels):
+                level_mpp = mpp * width / w
+                options = dict(shape=(h, w, 3), dtype=np.uint8, tile=(tile, tile), photometric="rgb",
+                               compression=compression, resolutionunit="CENTIMETER",
+                               resolution=(pixels_per_cm * w / width, pixels_per_cm * h / height))
+                if index == 0:
+                    options.update(subifds=len(levels) - 1, description="edge-pcam synthetic slide")
+                else:
+                    options.update(subfiletype=1)
+                tif.write(canvas.tiles(w, h, level_mpp, tile), **options)
+        del canvas
+    return SyntheticSlide(path, width, height, mpp, tuple(tissue), tuple(tumour), tuple(levels))
+
+
+class _TissueCanvas:
+    """The tissue ellipse painted at PCAM_MPP into a disk-backed array, read back as level tiles."""
+
+    def __init__(self, file: Path, tissue: Box, tumour: Box, mpp: float, seed: int):
+        self.mpp = mpp
+        scale = mpp / PCAM_MPP  # canvas pixels per level-0 pixel
+        # Canvas covers the tissue box, in canvas pixels, anchored at canvas coordinate (cx0, cy0).
+        self.x0, self.y0 = math.floor(tissue[0] * scale), math.floor(tissue[1] * scale)
+        self.x1, self.y1 = math.ceil(tissue[2] * scale), math.ceil(tissue[3] * scale)
+        w, h = self.x1 - self.x0, self.y1 - self.y0
+        self.array = np.lib.format.open_memmap(file, mode="w+", dtype=np.uint8, shape=(h, w, 3))
+        tumour_c = (tumour[0] * scale - self.x0, tumour[1] * scale - self.y0,
+                    tumour[2] * scale - self.x0, tumour[3] * scale - self.y0)
+        for py in range(0, h, PIECE):
+            for px in range(0, w, PIECE):
+                ph, pw = min(PIECE, h - py), min(PIECE, w - px)
+                boxes = _local_box(tumour_c, px, py, pw, ph)
+                rng = np.random.default_rng([seed, py // PIECE, px // PIECE])
+                painted = paint_tissue(rng, ph, pw, [boxes] if boxes else [])
+                inside = _ellipse_mask(px, py, pw, ph, w, h, seed)
+                piece = np.where(inside[..., None], painted, np.array(GLASS, np.uint8))
+                self.array[py:py + ph, px:px + pw] = piece
+        self.array.flush()
+
+    def tiles(self, level_w: int, level_h: int, level_mpp: float, tile: int) -> Iterator[np.ndarray]:
+        """The level's tiles in row-major order, each (tile, tile, 3), glass outside the tissue box."""
+        glass = np.empty((tile, tile, 3), np.uint8)
+        glass[:] = GLASS
+        f = level_mpp / PCAM_MPP  # canvas pixels per level pixel
+        h, w = self.array.shape[:2]
+        for ty in range(0, level_h, tile):
+            for tx in range(0, level_w, tile):
+                # This tile's box in canvas coordinates (relative to the canvas origin).
+                bx0, by0 = tx * f - self.x0, ty * f - self.y0
+                bx1, by1 = bx0 + tile * f, by0 + tile * f
+                if bx1 <= 0 or by1 <= 0 or bx0 >= w or by0 >= h:
+                    yield glass
+                    continue
+                ix0, iy0 = max(0, math.floor(bx0)), max(0, math.floor(by0))
+                ix1, iy1 = min(w, math.ceil(bx1)), min(h, math.ceil(by1))
+                region = Image.fromarray(np.ascontiguousarray(self.array[iy0:iy1, ix0:ix1]))
+                # Pixels of this tile that the canvas covers, and the canvas box they map from.
+                ox0, oy0 = max(0, math.ceil(-bx0 / f)), max(0, math.ceil(-by0 / f))
+                ox1, oy1 = min(tile, math.floor((w - bx0) / f)), min(tile, math.floor((h - by0) / f))
+                out = glass.copy()
+                if ox1 > ox0 and oy1 > oy0:
+                    src = (bx0 + ox0 * f - ix0, by0 + oy0 * f - iy0, bx0 + ox1 * f - ix0, by0 + oy1 * f - iy0)
+                    out[oy0:oy1, ox0:ox1] = np.asarray(region.resize((ox1 - ox0, oy1 - oy0), Image.BILINEAR, box=src))
+                yield out
+
+
+def _local_box(box: tuple[float, float, float, float], px: int, py: int, pw: int, ph: int
+               ) -> tuple[int, int, int, int] | None:
+    """`box` (x0, y0, x1, y1) clipped to the piece at (px, py), as paint_tissue's (y0, y1, x0, x1)."""
+    x0, y0 = max(box[0], px) - px, max(box[1], py) - py
+    x1, y1 = min(box[2], px + pw) - px, min(box[3], py + ph) - py
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return None
+    return int(y0), int(math.ceil(y1)), int(x0), int(math.ceil(x1))
+
+
+def _ellipse_mask(px: int, py: int, pw: int, ph: int, w: int, h: int, seed: int) -> np.ndarray:
+    """True inside the tissue: an ellipse filling the canvas with a wavy outline."""
+    yy, xx = np.mgrid[py:py + ph, px:px + pw].astype(np.float32)
+    dx, dy = (xx + 0.5 - w / 2) / (w / 2), (yy + 0.5 - h / 2) / (h / 2)
+    angle = np.arctan2(dy, dx)
+    phase = np.random.default_rng([seed, 7]).uniform(0, 2 * np.pi, 2)
+    edge = 0.9 + 0.05 * np.sin(3 * angle + phase[0]) + 0.04 * np.sin(7 * angle + phase[1])
+    return dx * dx + dy * dy <= edge * edge
