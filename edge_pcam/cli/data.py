@@ -13,12 +13,16 @@ app = typer.Typer(help="Inspect and download PCam data.", no_args_is_help=True)
 
 
 @app.command("info")
-def info(spec: Annotated[str, typer.Argument(help="A --data spec: synthetic:N, tfds:patch_camelyon or a folder.")]) -> None:
+def info(spec: Annotated[str, typer.Argument(help="A --data spec: synthetic:N, tfds:patch_camelyon or a folder.")],
+         check: Annotated[bool, typer.Option("--check", help="Also check every image file's header (96x96 RGB).")] = False,
+         ) -> None:
     """Count patches per split and label."""
     from rich.table import Table
 
     from edge_pcam.runtime.datasets import open_dataset
     ds = open_dataset(spec)
+    if check:
+        ds.check()
     table = Table(title=f"{spec} ({ds.kind})")
     for col in ("split", "normal", "tumour", "total"):
         table.add_column(col, justify="left" if col == "split" else "right")

@@ -16,7 +16,6 @@ import tensorflow as tf
 
 from edge_pcam.data.augment import DESIGN, Augmentation, augment_batch
 from edge_pcam.runtime.datasets.base import PATCH_SHAPE, Split
-from edge_pcam.runtime.images import check_patch_files
 
 NATIVE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CACHE_READ_ROWS = 512
@@ -34,8 +33,9 @@ def make_dataset(split: Split, batch_size: int, *, training: bool, seed: int = 0
     flips, brightness and contrast by default). Without `training` the rows come
     in the split's order, unaugmented. `repeat` makes the dataset endless.
     `cache` keeps the decoded uint8 patches in memory after the first pass
-    (about 27.6 kB a patch). `check_files` reads every image file's header
-    first, so a file that is not a 96x96 RGB patch is a DataError naming it.
+    (about 27.6 kB a patch). `check_files` runs `split.check()` first (image
+    folders read every file's header), so a file that is not a 96x96 RGB patch
+    is a DataError naming it rather than an error in the middle of training.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -43,8 +43,7 @@ def make_dataset(split: Split, batch_size: int, *, training: bool, seed: int = 0
     files = split.files()
     native = files is not None and all(f.lower().endswith(NATIVE_SUFFIXES) for f in files)
     if native and check_files:
-        check = getattr(split, "check", None)
-        check() if callable(check) else check_patch_files(files)
+        split.check()
     n = len(split)
     labels = split.labels.astype(np.float32).reshape(-1, 1)
 

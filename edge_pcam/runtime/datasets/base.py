@@ -40,6 +40,10 @@ class Split(ABC):
         """Image file per row when each patch is its own file (lets tf.data decode natively)."""
         return None
 
+    def check(self) -> None:
+        """Raise a DataError naming the first patch that cannot be read as 96x96 RGB, without decoding pixels
+        where the format allows. Readers that validate everything when opened have nothing left to check."""
+
     def batches(self, batch_size: int, indices: np.ndarray | None = None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Yield (images, labels, row indices) in order, `batch_size` rows at a time."""
@@ -82,6 +86,11 @@ class PatchDataset:
             have = ", ".join(self.splits) or "none"
             raise DataError(f"{self.spec}: no '{name}' split (has: {have})")
         return self.splits[name]
+
+    def check(self) -> None:
+        """Check every split (see Split.check)."""
+        for split in self.splits.values():
+            split.check()
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Patches per split and label, e.g. {'train': {'normal': 10, 'tumour': 10}}."""
