@@ -79,12 +79,11 @@ def _check_patch_header(path: str | Path, im: Image.Image) -> None:
 
 
 def _to_rgb(path: str | Path, im: Image.Image) -> Image.Image:
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     mode = im.mode
     if mode == "RGB":
         return im.convert("RGB")  # forces the decode while the file is open
-    if mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-        mode = im.mode
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
