@@ -137,6 +137,9 @@ def _fetch(url: str, part: Path, offset: int, size: int | None, progress: BytePr
                     out.write(chunk)
                     received += len(chunk)
                     advance(len(chunk))
+            if total is not None and offset + received < total:
+                # http.client ends a body cut short quietly: compare with the announced length.
+                raise http.client.IncompleteRead(b"", total - offset - received)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
             return  # nothing left to fetch: the part file is already whole; the MD5 check decides
