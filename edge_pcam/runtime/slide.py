@@ -11,7 +11,7 @@ Readers, tried in this order:
 - PNG, JPEG, BMP and other plain images that fit in memory: Pillow.
 
 Magnification: µm per pixel comes from the TIFF resolution tags (inch or cm),
-Aperio's `MPP =`, OME's PhysicalSizeX, OpenSlide's `openslide.mpp-x` or a PNG/JPEG
+Aperio's `MPP =`, OME's PhysicalSizeX, OpenSlide's `openslide.mpp-x` (tiffslide's `tiffslide.mpp-x`) or a PNG/JPEG
 dpi; values outside `PLAUSIBLE_MPP` (a 72-dpi default is 353 µm/px) count as
 unknown. `read_scaled(mpp, ...)` reads from the coarsest pyramid level at least
 as fine as `mpp` and resamples to it, so a model trained at PCam's 0.972 µm/px
@@ -117,16 +117,21 @@ class Slide(ABC):
                                                box=(bx0 - ix0, by0 - iy0, bx1 - ix0, by1 - iy0))
         return np.asarray(image)
 
-    def thumbnail(self, mpp: float, max_source: int = 2048) -> np.ndarray:
-        """The whole slide at `mpp` µm/px, read in blocks of at most `max_source` source pixels a side."""
-        width, height = self.size_at(mpp)
+    def thumbnail(self, mpp: float, box: tuple[int, int, int, int] | None = None,
+                  max_source: int = 2048) -> np.ndarray:
+        """The slide (or `box` = (x, y, width, height) of it, in pixels of `mpp`) at `mpp` µm/px.
+
+        Read in blocks of at most `max_source` source pixels a side, so memory
+        is bounded by the output's size, not the slide's.
+        """
+        x0, y0, width, height = box or (0, 0, *self.size_at(mpp))
         out = np.empty((height, width, 3), np.uint8)
         ratio = mpp / self.level_mpp(self.best_level(mpp))
         block = max(16, int(max_source / max(ratio, 1.0)))
         for y in range(0, height, block):
             for x in range(0, width, block):
                 h, w = min(block, height - y), min(block, width - x)
-                out[y:y + h, x:x + w] = self.read_scaled(mpp, x, y, w, h)
+                out[y:y + h, x:x + w] = self.read_scaled(mpp, x0 + x, y0 + y, w, h)
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -355,12 +360,13 @@ class OpenSlideSlide(Slide):
                             f"{'openslide-python openslide-bin' if module_name == 'openslide' else 'tiffslide'})")
         self.path, self.reader = path, module_name
         try:
-            self._slide = module.OpenSlide(str(path))
+            opener = module.TiffSlide if module_name == "tiffslide" else module.OpenSlide
+            self._slide = opener(str(path))
         except Exception as exc:
             raise DataError(f"{path}: {module_name} cannot open it ({_short(exc)})") from None
         self.levels = [Level(int(w), int(h), float(d)) for (w, h), d in
                        zip(self._slide.level_dimensions, self._slide.level_downsamples)]
-        value = self._slide.properties.get("openslide.mpp-x")
+        value = self._slide.properties.get(f"{module_name}.mpp-x")
         self.mpp, self.mpp_source = _plausible(float(value) if value else None, f"{module_name} properties")
 
     def read_region(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
