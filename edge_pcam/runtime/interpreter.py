@@ -14,18 +14,23 @@ is [B, 1], the pool3 feature map [B, 12, 12, 256].
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
+import struct
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from edge_pcam.errors import ModelFileError, RuntimeUnavailableError
 from edge_pcam.runtime.metadata import metadata_from_bytes, model_bytes
+from edge_pcam.runtime.symmetric_matmul import symmetric_matmul_operands
 
 LITERT = "ai-edge-litert"
 TFLITE_RUNTIME = "tflite-runtime"
@@ -251,17 +256,48 @@ def read_model_file(path: str | os.PathLike) -> tuple[Path, bytes, dict[str, Any
 
 def open_interpreter(content: bytes, backend: Backend, threads: int, delegates: list[Any] | None = None,
                      name: str = "model") -> Any:
-    """An interpreter for the flatbuffer `content` with tensors allocated; ModelFileError if it cannot load."""
+    """An interpreter for the flatbuffer `content` with tensors allocated; ModelFileError if it cannot load.
+
+    The interpreter's own chatter on stderr ("Created TensorFlow Lite XNNPACK
+    delegate") is kept out of the terminal; when loading fails, its last lines
+    go into the error message.
+    """
     kwargs: dict[str, Any] = {"model_content": content, "num_threads": threads}
     if delegates:
         kwargs["experimental_delegates"] = delegates
-    try:
-        interpreter = backend.interpreter_class(**kwargs)
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise ModelFileError(f"{name}: {backend.name} {backend.version} cannot load this model ({detail})") from None
+    with _captured_stderr() as captured:
+        try:
+            interpreter = backend.interpreter_class(**kwargs)
+            interpreter.allocate_tensors()
+            error = None
+        except (ValueError, RuntimeError) as exc:
+            error = exc
+    if error is not None:
+        lines = [ln.strip() for ln in captured().splitlines() if ln.strip() and not ln.startswith("INFO:")]
+        detail = " ".join((lines[-2:] if lines else []) + [" ".join(str(error).split())])[:400]
+        raise ModelFileError(f"{name}: {backend.name} {backend.version} cannot load this model ({detail})")
     return interpreter
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[Callable[[], str]]:
+    """Send file descriptor 2 to a temporary file for the duration; yields a reader of what was written."""
+    text = ""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded interpreters)
+        yield lambda: text
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lambda: text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace")
 
 
 def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", threads: int | None = None,
@@ -292,5 +328,9 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", thr
     if threads < 1:
         raise RuntimeUnavailableError(f"threads must be at least 1, got {threads}")
     delegates = [edgetpu_delegate(backend, device)] if device else None
+    try:  # see edge_pcam.runtime.symmetric_matmul: lets XNNPACK run the attention's int8 products
+        content, _ = symmetric_matmul_operands(content)
+    except (struct.error, IndexError):
+        pass  # not a well-formed flatbuffer: the interpreter reports it below
     interpreter = open_interpreter(content, backend, threads, delegates, str(path))
     return PatchModel(path, meta, interpreter, backend, threads, device)

@@ -1,0 +1,143 @@
+"""Recalibrate a model's thresholds on a lab's own labelled patches (another scanner, another stain).
+
+The weights stay as they are; what moves is where the probabilities are cut.
+On the lab's patches: the decision threshold maximises Youden's J
+(sensitivity + specificity - 1), the triage threshold is the highest one with
+at least 95% sensitivity, the high-specificity one the lowest with at least
+99% specificity. A copy of the file is written with these thresholds, the
+metrics before (stored thresholds) and after (new thresholds) on the lab's
+patches, and where they came from; the original file is never touched. The
+Grad-CAM companion is copied beside the new file when it lives elsewhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_pcam.errors import DataError, EdgePcamError
+from edge_pcam.runtime.datasets import open_dataset
+from edge_pcam.runtime.interpreter import PatchModel, load_model, read_model_file
+from edge_pcam.runtime.metadata import atomic_write_bytes, sha256_file, with_metadata
+from edge_pcam.runtime.metrics import (HIGH_SPECIFICITY, TRIAGE_SENSITIVITY, binary_metrics, roc_curve,
+                                       threshold_for_sensitivity, threshold_for_specificity)
+
+MIN_PER_CLASS = 20  # below this the thresholds are noise: calibrate refuses without --force
+OPERATING_POINTS = ("decision", "triage", "high_specificity")
+
+
+def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold maximising sensitivity + specificity - 1 (the lowest one among ties)."""
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    j = tpr - fpr
+    best = np.flatnonzero(j == j.max())[-1]
+    return float(min(thresholds[best], 1.0))
+
+
+def new_thresholds(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    return {"decision": youden_threshold(labels, scores),
+            "triage": threshold_for_sensitivity(labels, scores, TRIAGE_SENSITIVITY),
+            "high_specificity": threshold_for_specificity(labels, scores, HIGH_SPECIFICITY)}
+
+
+@dataclass
+class CalibrationReport:
+    model: str
+    out: str
+    data: str
+    splits: list[str]
+    n: int
+    counts: dict[str, int]
+    thresholds_before: dict[str, float]
+    thresholds_after: dict[str, float]
+    before: dict[str, dict[str, float]] = field(default_factory=dict)
+    after: dict[str, dict[str, float]] = field(default_factory=dict)
+    runtime: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def read_labelled(spec: str, splits: list[str] | None) -> tuple[list[str], Any]:
+    """The dataset's splits to calibrate on (default: all of them) as (names, list of Split)."""
+    ds = open_dataset(spec)
+    names = list(splits) if splits else list(ds.splits)
+    return names, [ds.split(name) for name in names]
+
+
+def calibrate(model_path: str | os.PathLike, data: str, out: str | os.PathLike, *,
+              splits: list[str] | None = None, runtime: str = "auto", threads: int | None = None,
+              force: bool = False, on_start: Callable[[int], None] | None = None,
+              progress: Callable[[int], None] | None = None) -> CalibrationReport:
+    """Write `out`: `model_path` with thresholds set on the labelled patches of `data`."""
+    src, out = Path(model_path), Path(out)
+    if out.exists() and out.resolve() == src.resolve():
+        raise EdgePcamError(f"{out}: --out must be a new file; calibrate never overwrites the original model")
+    if out.suffix.lower() != ".tflite":
+        raise EdgePcamError(f"{out}: the calibrated copy must be a .tflite file")
+    model = load_model(src, runtime=runtime, threads=threads)
+    names, parts = read_labelled(data, splits)
+    total = sum(len(p) for p in parts)
+    if on_start:
+        on_start(total)
+    labels, scores = _predict(model, parts, progress)
+    counts = {"normal": int(np.sum(labels == 0)), "tumour": int(np.sum(labels == 1))}
+    if min(counts.values()) == 0:
+        raise DataError(f"{data}: calibration needs labelled patches of both classes (has {counts})")
+    if min(counts.values()) < MIN_PER_CLASS and not force:
+        raise DataError(f"{data}: only {counts} patches; at least {MIN_PER_CLASS} of each class are needed "
+                        "for thresholds worth storing (--force to calibrate anyway)")
+
+    before = model.thresholds
+    after = new_thresholds(labels, scores)
+    report = CalibrationReport(str(src), str(out), data, names, int(len(labels)), counts, before, after,
+                               runtime=model.runtime)
+    report.before = {k: binary_metrics(labels, scores, before[k]) for k in OPERATING_POINTS if k in before}
+    report.after = {k: binary_metrics(labels, scores, after[k]) for k in OPERATING_POINTS}
+    _write(model, src, out, report)
+    return report
+
+
+def _predict(model: PatchModel, parts, progress) -> tuple[np.ndarray, np.ndarray]:
+    labels, scores = [], []
+    for part in parts:
+        for images, y, _ in part.batches(64):
+            scores.append(model.predict(images))
+            labels.append(y)
+            if progress:
+                progress(len(y))
+    if not labels:
+        raise DataError("no labelled patches to calibrate on")
+    return np.concatenate(labels).astype(np.uint8), np.concatenate(scores).astype(np.float64)
+
+
+def _write(model: PatchModel, src: Path, out: Path, report: CalibrationReport) -> None:
+    _, content, meta = read_model_file(src)
+    new = copy.deepcopy(meta)
+    new["thresholds"] = report.thresholds_after
+    new["metrics"] = report.after
+    new["calibration"] = {
+        "data": report.data, "splits": report.splits, "n": report.n, "counts": report.counts,
+        "runtime": report.runtime, "rule": {"decision": "max Youden J", "triage": f"sensitivity >= {TRIAGE_SENSITIVITY}",
+                                            "high_specificity": f"specificity >= {HIGH_SPECIFICITY}"},
+        "before": {"thresholds": report.thresholds_before, "metrics": report.before},
+        "after": {"thresholds": report.thresholds_after, "metrics": report.after},
+        "original": {"file": src.name, "sha256": sha256_file(src), "thresholds": meta.get("thresholds"),
+                     "metrics": meta.get("metrics"), "validation": meta.get("validation")},
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, with_metadata(content, new))
+    companion = model.companion_path
+    if companion is not None and companion.is_file():
+        target = out.parent / companion.name
+        if not target.exists():
+            shutil.copy2(companion, target)

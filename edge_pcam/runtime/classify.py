@@ -1,0 +1,256 @@
+"""Classify patches named on the command line: image files, folders of them, PCam HDF5 files.
+
+Each input expands to patches with a readable id: the image's path, or
+`file.h5#index` for row `index` of a PCam HDF5 file (dataset `x`, N x 96 x 96
+x 3 uint8). A file that cannot be read becomes one error (its id and the
+reason) and the rest goes on. Probabilities come from a loaded PatchModel;
+the label from the threshold stored in the model file (decision, or triage
+for 95% sensitivity) unless one is given.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_pcam.errors import DataError, EdgePcamError
+from edge_pcam.runtime.images import IMAGE_SUFFIXES, load_patch
+from edge_pcam.runtime.interpreter import PatchModel
+from edge_pcam.runtime.tta import predict_tta
+
+HDF5_SUFFIXES = (".h5", ".hdf5")
+HDF5_DATASET = "x"
+BATCH = 64
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: an image file, or an HDF5 file of `rows` patches."""
+
+    path: Path
+    rows: int | None = None  # None: a single image
+
+    def __len__(self) -> int:
+        return 1 if self.rows is None else self.rows
+
+
+@dataclass
+class InputProblem:
+    path: str
+    error: str
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Source], list[InputProblem]]:
+    """Sources for `paths` (folders searched recursively, sorted), and the paths that cannot be used."""
+    sources: list[Source] = []
+    problems: list[InputProblem] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+                           and p.suffix.lower() in IMAGE_SUFFIXES + HDF5_SUFFIXES)
+            if not found:
+                problems.append(InputProblem(str(path), "folder holds no images (.png .jpg .tif) or .h5 files"))
+            candidates = found
+        elif path.exists():
+            candidates = [path]
+        else:
+            problems.append(InputProblem(str(path), "no such file or folder"))
+            continue
+        for p in candidates:
+            try:
+                sources.append(_source(p))
+            except DataError as exc:
+                problems.append(InputProblem(str(p), _reason(exc, p)))
+    return sources, problems
+
+
+def _source(path: Path) -> Source:
+    name = path.name.lower()
+    if name.endswith((".h5.gz", ".hdf5.gz")):
+        raise DataError(f"{path}: gzipped HDF5; decompress it first (gunzip) or use `--data` with its folder")
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        return Source(path, _hdf5_rows(path))
+    return Source(path)
+
+
+def _hdf5_rows(path: Path) -> int:
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            if HDF5_DATASET not in f:
+                raise DataError(f"{path}: HDF5 file without a dataset '{HDF5_DATASET}' (not a PCam *_x.h5 file)")
+            x = f[HDF5_DATASET]
+            if x.ndim != 4 or x.shape[1:] != (96, 96, 3) or x.dtype != np.uint8:
+                raise DataError(f"{path}: dataset '{HDF5_DATASET}' is {x.dtype} {x.shape}, "
+                                "not N x 96 x 96 x 3 uint8 patches")
+            return int(x.shape[0])
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open as HDF5 ({exc})") from None
+
+
+def _reason(exc: Exception, path: Path) -> str:
+    """The message without a leading 'path: ' (the path is printed beside it)."""
+    text = str(exc)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def iter_patches(sources: Sequence[Source], crop: bool = True
+                 ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+    """(id, uint8 patch, None) per patch, or (id, None, reason) for one that cannot be read."""
+    for src in sources:
+        if src.rows is None:
+            try:
+                yield str(src.path), load_patch(src.path, crop=crop), None
+            except DataError as exc:
+                yield str(src.path), None, _reason(exc, src.path)
+            continue
+        import h5py
+        done = 0
+        try:
+            with h5py.File(src.path, "r") as f:
+                x = f[HDF5_DATASET]
+                for start in range(0, src.rows, BATCH):
+                    for i, patch in enumerate(x[start:start + BATCH], start):
+                        yield f"{src.path}#{i}", patch, None
+                        done = i + 1
+        except (OSError, KeyError) as exc:  # a file damaged after its header: one line for the rest
+            yield f"{src.path}#{done}..{src.rows - 1}", None, f"HDF5 read failed ({exc})"
+
+
+def patch_batches(sources: Sequence[Source], crop: bool, on_error: Callable[[InputProblem], None],
+                  size: int = BATCH) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(ids, uint8 patches (k, 96, 96, 3)) at most `size` at a time; unreadable ones go to `on_error`."""
+    ids: list[str] = []
+    batch: list[np.ndarray] = []
+    for pid, patch, error in iter_patches(sources, crop):
+        if error is not None:
+            on_error(InputProblem(pid, error))
+            continue
+        ids.append(pid)
+        batch.append(patch)
+        if len(batch) == size:
+            yield ids, np.stack(batch)
+            ids, batch = [], []
+    if batch:
+        yield ids, np.stack(batch)
+
+
+@dataclass
+class Prediction:
+    path: str
+    probability: float
+    prediction: str
+
+
+@dataclass
+class ClassifyResult:
+    """Everything `edge-pcam predict` reports."""
+
+    model: str
+    format: str
+    runtime: str
+    runtime_version: str
+    threads: int
+    threshold: float
+    threshold_name: str
+    tta: bool
+    predictions: list[Prediction] = field(default_factory=list)
+    errors: list[InputProblem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.predictions:
+            out[p.prediction] = out.get(p.prediction, 0) + 1
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["counts"] = self.counts()
+        d["n"] = len(self.predictions)
+        return d
+
+
+def choose_threshold(model: PatchModel, threshold: float | None = None, triage: bool = False) -> tuple[float, str]:
+    """The threshold to label with, and its name: given, the stored triage one, or the stored decision one."""
+    if threshold is not None and triage:
+        raise EdgePcamError("give --threshold or --triage, not both")
+    if threshold is not None:
+        if not 0.0 <= threshold <= 1.0:
+            raise EdgePcamError(f"--threshold must lie in [0, 1], got {threshold}")
+        return float(threshold), "given"
+    name = "triage" if triage else "decision"
+    stored = model.thresholds
+    if name not in stored:
+        raise EdgePcamError(f"{model.path}: the model file stores no {name} threshold; pass --threshold")
+    return stored[name], name
+
+
+def labels_of(model: PatchModel) -> tuple[str, str]:
+    labels = model.metadata.get("labels") or ["normal", "tumour"]
+    return str(labels[0]), str(labels[1])
+
+
+def classify(paths: Sequence[str | os.PathLike], model: PatchModel, *, threshold: float | None = None,
+             triage: bool = False, tta: bool = False, crop: bool = True,
+             on_start: Callable[[int], None] | None = None, progress: ProgressFn | None = None,
+             on_error: Callable[[InputProblem], None] | None = None) -> ClassifyResult:
+    """Probability and label for every patch under `paths`.
+
+    `on_start(total)` is called once the inputs are counted, `progress(k)` after
+    each k patches, `on_error(problem)` for each input that could not be used.
+    """
+    value, name = choose_threshold(model, threshold, triage)
+    negative, positive = labels_of(model)
+    result = ClassifyResult(str(model.path), model.format, model.runtime, model.runtime_version,
+                            model.threads, value, name, tta)
+    t0 = time.perf_counter()
+    predict = (lambda x: predict_tta(model.predict, x)) if tta else model.predict
+
+    def failed(problem: InputProblem) -> None:
+        result.errors.append(problem)
+        if on_error:
+            on_error(problem)
+
+    sources, problems = expand_inputs(paths)
+    for problem in problems:
+        failed(problem)
+    if on_start:
+        on_start(sum(len(s) for s in sources))
+    for ids, images in patch_batches(sources, crop, failed):
+        for pid, p in zip(ids, predict(images)):
+            result.predictions.append(Prediction(pid, float(p), positive if p >= value else negative))
+        if progress:
+            progress(len(ids))
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def write_csv(result: ClassifyResult, path: str | os.PathLike | None = None, stream=None) -> None:
+    """Rows `path,probability,prediction` to a file (or an open text stream)."""
+    def emit(f) -> None:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["path", "probability", "prediction"])
+        for p in result.predictions:
+            w.writerow([p.path, f"{p.probability:.6f}", p.prediction])
+    if path is None:
+        emit(stream)
+        return
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        emit(f)
+
+
+def write_json(result: ClassifyResult, path: str | os.PathLike) -> None:
+    Path(path).write_text(json.dumps(result.as_dict(), indent=1) + "\n", encoding="utf-8")

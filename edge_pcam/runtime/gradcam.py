@@ -1,0 +1,200 @@
+"""Grad-CAM of the deployed model, computed on the device without TensorFlow.
+
+The deployed classifier (int8 or float) has the pool3 feature map as its
+second output; the Grad-CAM companion (a float32 .tflite named in the
+classifier's metadata, format "gradcam") takes that map and returns the logit
+and its gradient. edge_pcam.runtime.cam turns the two into the 12 x 12 map.
+Per patch, `run_gradcam` writes the map as .npy, a heatmap PNG and an overlay
+PNG (the patch with the map on top and the centre 32 x 32 box that decides the
+PCam label outlined), plus an index CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from edge_pcam.errors import ModelFileError
+from edge_pcam.runtime.cam import cam_from_gradients, upsample_cam
+from edge_pcam.runtime.classify import InputProblem, choose_threshold, expand_inputs, labels_of, patch_batches
+from edge_pcam.runtime.interpreter import FEATURE_SHAPE, PatchModel, open_interpreter, read_model_file, resolve_runtime
+from edge_pcam.runtime.metadata import sha256_file
+
+CENTRE = (32, 64)
+OVERLAY_ALPHA = 0.55
+
+
+class Companion:
+    """The Grad-CAM companion: features (N, 12, 12, 256) -> logits (N,), gradients (N, 12, 12, 256)."""
+
+    def __init__(self, path: Path, interpreter: Any):
+        self.path = path
+        self._it = interpreter
+        (self._input,) = interpreter.get_input_details()
+        outs = {tuple(int(s) for s in d["shape"]): d for d in interpreter.get_output_details()}
+        if tuple(self._input["shape"]) != (1, *FEATURE_SHAPE) or (1, 1) not in outs or (1, *FEATURE_SHAPE) not in outs:
+            raise ModelFileError(f"{path}: not a Grad-CAM companion (needs features [1, 12, 12, 256] in, "
+                                 "logit [1, 1] and gradient [1, 12, 12, 256] out)")
+        self._logit, self._grad = outs[(1, 1)], outs[(1, *FEATURE_SHAPE)]
+
+    def gradients(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features = np.asarray(features, dtype=np.float32)
+        logits = np.empty(len(features), np.float32)
+        grads = np.empty(features.shape, np.float32)
+        for i, f in enumerate(features):
+            self._it.set_tensor(self._input["index"], f[None])
+            self._it.invoke()
+            logits[i] = self._it.get_tensor(self._logit["index"])[0, 0]
+            grads[i] = self._it.get_tensor(self._grad["index"])[0]
+        return logits, grads
+
+
+def load_companion(model: PatchModel, path: str | os.PathLike | None = None) -> Companion:
+    """The companion named in `model`'s metadata (or `path`), in the same interpreter as `model`."""
+    named = model.companion_path
+    path = Path(path) if path is not None else named
+    if path is None:
+        raise ModelFileError(f"{model.path}: names no Grad-CAM companion (convert it again with "
+                             "`edge-pcam convert`, which writes one beside it)")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: Grad-CAM companion of {model.path.name} not found (keep it in the "
+                             "same folder as the model)")
+    path, content, meta = read_model_file(path)
+    if meta.get("format") != "gradcam":
+        raise ModelFileError(f"{path}: not a Grad-CAM companion (format {meta.get('format')})")
+    expected = (model.metadata.get("companion") or {}).get("sha256")
+    if named is not None and path == named and expected and sha256_file(path) != expected:
+        raise ModelFileError(f"{path}: does not match {model.path.name} (sha256 differs from the one "
+                             "recorded in the model); copy the companion converted with it")
+    backend = resolve_runtime(model.runtime)
+    return Companion(path, open_interpreter(content, backend, model.threads, name=str(path)))
+
+
+def gradcam_maps(model: PatchModel, companion: Companion, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (N,) and Grad-CAM maps (N, 12, 12) in [0, 1] for uint8 patches (N, 96, 96, 3)."""
+    probs, features = model.predict_with_features(images)
+    _, grads = companion.gradients(features)
+    return probs, np.stack([cam_from_gradients(f, g) for f, g in zip(features, grads)]).astype(np.float32)
+
+
+def jet(values: np.ndarray) -> np.ndarray:
+    """The jet colour map (blue - cyan - yellow - red) of values in [0, 1], uint8 RGB."""
+    v = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)[..., None]
+    centres = np.array([3.0, 2.0, 1.0], np.float32)  # red, green, blue peaks at 3/4, 1/2, 1/4
+    rgb = np.clip(1.5 - np.abs(4.0 * v - centres), 0.0, 1.0)
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def heatmap_image(cam: np.ndarray, size: int = 96) -> np.ndarray:
+    """The map upsampled to the patch and coloured, uint8 (size, size, 3)."""
+    return jet(upsample_cam(cam, size))
+
+
+def overlay_image(patch: np.ndarray, cam: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """The patch with the coloured map blended in where the map is high, and the centre 32 x 32 outlined."""
+    up = upsample_cam(cam, patch.shape[0])[..., None]
+    a = alpha * up
+    out = (1.0 - a) * patch.astype(np.float32) + a * jet(up[..., 0]).astype(np.float32)
+    out = np.round(out).astype(np.uint8)
+    lo, hi = CENTRE
+    for y in range(lo - 1, hi + 1, 2):  # dotted white box
+        out[y, [lo - 1, hi]] = 255
+    for x in range(lo - 1, hi + 1, 2):
+        out[[lo - 1, hi], x] = 255
+    return out
+
+
+@dataclass
+class GradcamRow:
+    path: str
+    probability: float
+    prediction: str
+    overlay: str
+    heatmap: str
+    cam: str
+
+
+@dataclass
+class GradcamResult:
+    model: str
+    companion: str
+    runtime: str
+    threshold: float
+    threshold_name: str
+    out: str
+    rows: list[GradcamRow] = field(default_factory=list)
+    errors: list[InputProblem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _stem(pid: str, used: set[str]) -> str:
+    """A file-name stem for a patch id, unique in this run: `name`, `name_h5_12`, then `name-2`..."""
+    path, _, row = pid.partition("#")
+    base = Path(path).stem + (f"_{Path(path).suffix.lstrip('.')}_{row}" if row else "")
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base) or "patch"
+    stem, k = base, 1
+    while stem in used:
+        k += 1
+        stem = f"{base}-{k}"
+    used.add(stem)
+    return stem
+
+
+def run_gradcam(paths: Sequence[str | os.PathLike], model: PatchModel, out: str | os.PathLike, *,
+                companion: Companion | None = None, threshold: float | None = None, triage: bool = False,
+                crop: bool = True, on_start: Callable[[int], None] | None = None,
+                progress: Callable[[int], None] | None = None,
+                on_error: Callable[[InputProblem], None] | None = None) -> GradcamResult:
+    """Grad-CAM for every patch under `paths`: per patch `<stem>_overlay.png`, `<stem>_heatmap.png`
+    and `<stem>_cam.npy` (12 x 12 float32) in `out`, and `gradcam.csv` indexing them."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    companion = companion or load_companion(model)
+    value, name = choose_threshold(model, threshold, triage)
+    negative, positive = labels_of(model)
+    result = GradcamResult(str(model.path), str(companion.path), model.runtime, value, name, str(out))
+    t0 = time.perf_counter()
+
+    def failed(problem: InputProblem) -> None:
+        result.errors.append(problem)
+        if on_error:
+            on_error(problem)
+
+    sources, problems = expand_inputs(paths)
+    for problem in problems:
+        failed(problem)
+    if on_start:
+        on_start(sum(len(s) for s in sources))
+    used: set[str] = set()
+    for ids, images in patch_batches(sources, crop, failed):
+        probs, cams = gradcam_maps(model, companion, images)
+        for pid, patch, p, cam in zip(ids, images, probs, cams):
+            stem = _stem(pid, used)
+            files = {kind: out / f"{stem}_{kind}.{ext}"
+                     for kind, ext in (("overlay", "png"), ("heatmap", "png"), ("cam", "npy"))}
+            Image.fromarray(overlay_image(patch, cam)).save(files["overlay"])
+            Image.fromarray(heatmap_image(cam)).save(files["heatmap"])
+            np.save(files["cam"], cam)
+            result.rows.append(GradcamRow(pid, float(p), positive if p >= value else negative,
+                                          *(files[k].name for k in ("overlay", "heatmap", "cam"))))
+        if progress:
+            progress(len(ids))
+    with open(out / "gradcam.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["path", "probability", "prediction", "overlay", "heatmap", "cam"])
+        for r in result.rows:
+            w.writerow([r.path, f"{r.probability:.6f}", r.prediction, r.overlay, r.heatmap, r.cam])
+    result.seconds = time.perf_counter() - t0
+    return result
