@@ -10,7 +10,10 @@ import sys
 
 import typer
 
-from edge_pcam.cli import data, info
+from edge_pcam.cli import bench as bench_cmd
+from edge_pcam.cli import calibrate, data, gradcam, info, predict
+from edge_pcam.cli import scan as scan_cmd
+from edge_pcam.cli import train as train_cmd
 from edge_pcam.errors import EdgePcamError
 
 app = typer.Typer(
@@ -22,6 +25,12 @@ app = typer.Typer(
 )
 app.command("info")(info.info)
 app.add_typer(data.app, name="data")
+app.command("predict")(predict.predict)
+app.command("gradcam")(gradcam.gradcam)
+app.command("calibrate")(calibrate.calibrate)
+app.command("bench")(bench_cmd.bench)
+app.command("scan")(scan_cmd.scan)
+app.command("train")(train_cmd.train)
 
 
 def main() -> None:

@@ -1,0 +1,64 @@
+"""Save and load Keras models as .h5, atomically (a kill never leaves half a file)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import h5py
+import tf_keras as keras
+
+from edge_pcam.errors import ModelFileError
+from edge_pcam.model import custom_objects
+
+
+def save_model_atomic(model: keras.Model, path: str | Path, include_optimizer: bool = False) -> Path:
+    """Write `model` to `path` (.h5) through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".h5.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
+            model.save(tmp, save_format="h5", include_optimizer=include_optimizer)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def is_qat_file(path: str | Path) -> bool:
+    """True when the .h5 file holds a quantization-aware model (layers named quant_*)."""
+    with h5py.File(path, "r") as f:
+        config = f.attrs.get("model_config")
+    if config is None:
+        return False
+    if isinstance(config, bytes):
+        config = config.decode("utf-8")
+    return '"quant_' in config or "QuantizeWrapper" in config
+
+
+def load_model(path: str | Path, compile: bool = False) -> keras.Model:
+    """Load a .h5 model saved by edge-pcam (float, or QAT inside the quantize scope)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    if path.suffix.lower() not in (".h5", ".hdf5", ".keras"):
+        raise ModelFileError(f"{path}: expected a Keras .h5 file")
+    try:
+        if path.suffix.lower() != ".keras" and is_qat_file(path):
+            from edge_pcam.training.qat import quantize_scope
+            with quantize_scope():
+                return keras.models.load_model(path, custom_objects=custom_objects(), compile=compile)
+        return keras.models.load_model(path, custom_objects=custom_objects(), compile=compile)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path}: cannot load the model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None

@@ -1,0 +1,55 @@
+"""Row subsets of a split, and the tuning set carved out of the training split.
+
+`tune_from_train = N` in a recipe holds out N training patches (half of each
+label when the split allows, chosen by the recipe's seed) for checkpoint
+selection and threshold choice, so the real validation split is only ever used
+for reporting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edge_pcam.errors import DataError
+from edge_pcam.runtime.datasets.base import Split
+
+
+class SubsetSplit(Split):
+    """The rows `indices` of `base`, in that order, under a new name."""
+
+    def __init__(self, base: Split, indices: Sequence[int] | np.ndarray, name: str):
+        self.base = base
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.name = name
+        self.labels = base.labels[self.indices]
+        if callable(getattr(base, "check", None)):
+            self.check = base.check  # validates the base split's files once (make_dataset calls it)
+
+    def read(self, indices):
+        return self.base.read(self.indices[np.asarray(indices, dtype=np.int64)])
+
+    def ids(self) -> list[str]:
+        ids = self.base.ids()
+        return [ids[i] for i in self.indices]
+
+    def files(self) -> list[str] | None:
+        files = self.base.files()
+        return None if files is None else [files[i] for i in self.indices]
+
+
+def carve_tuning(train: Split, n: int, seed: int) -> tuple[Split, Split]:
+    """Split `train` into (remaining train, tuning set of `n` rows, balanced by label)."""
+    if n >= len(train):
+        raise DataError(f"tune_from_train = {n}: the train split has only {len(train)} patches")
+    rng = np.random.default_rng(seed)
+    by_label = [np.flatnonzero(train.labels == c) for c in (0, 1)]
+    want = [n // 2, n - n // 2]
+    # Balanced where possible; a short label gives its remainder to the other.
+    take = [min(want[c], len(by_label[c])) for c in (0, 1)]
+    for c in (0, 1):
+        take[c] += min(n - sum(take), len(by_label[c]) - take[c])
+    chosen = np.sort(np.concatenate([rng.permutation(by_label[c])[:take[c]] for c in (0, 1)]))
+    rest = np.setdiff1d(np.arange(len(train)), chosen, assume_unique=True)
+    return SubsetSplit(train, rest, "train"), SubsetSplit(train, chosen, "tuning")
