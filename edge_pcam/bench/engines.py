@@ -1,0 +1,90 @@
+"""One interface over the things a benchmark row runs: a .tflite file in a TFLite interpreter, or a Keras model.
+
+Both take uint8 patches (N, 96, 96, 3) and return P(tumour) (N,), so accuracy
+and latency are measured the same way for every row. TensorFlow is imported
+only for a Keras row, inside `load_keras`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge_pcam.bench.discover import KERAS, Candidate
+from edge_pcam.errors import RuntimeUnavailableError
+
+KERAS_RUNTIME = "keras"
+KERAS_BATCH = 64
+
+
+class Engine(Protocol):
+    runtime: str
+    runtime_version: str
+    batch: int
+
+    def predict(self, images: np.ndarray) -> np.ndarray: ...
+
+
+class TFLiteEngine:
+    """A .tflite file in ai-edge-litert, tflite-runtime or tf.lite (edge_pcam.runtime.interpreter)."""
+
+    def __init__(self, path: Path, runtime: str, threads: int, device: str | None = None):
+        from edge_pcam.runtime.interpreter import load_model
+        self.model = load_model(path, runtime=runtime, threads=threads, device=device)
+        self.runtime = self.model.runtime
+        self.runtime_version = self.model.runtime_version
+        self.batch = self.model.batch
+        self.threads = threads
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self.model.predict(images)
+
+
+class KerasEngine:
+    """A Keras .h5 model called as `model(x, training=False)`, the way the float model is used in Python."""
+
+    def __init__(self, path: Path):
+        if not keras_available():
+            raise RuntimeUnavailableError("TensorFlow is not installed (a Keras .h5 model needs "
+                                          "`pip install 'edge-pcam[train]'`; the .tflite rows do not)")
+        import tf_keras
+        self.model = load_keras(path)
+        self.runtime = KERAS_RUNTIME
+        self.runtime_version = f"tf-keras {tf_keras.__version__}"
+        self.batch = 1
+        self.threads = None
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        out = np.empty(len(images), np.float32)
+        for start in range(0, len(images), KERAS_BATCH):
+            x = images[start:start + KERAS_BATCH].astype(np.float32) / np.float32(255.0)
+            out[start:start + len(x)] = np.asarray(self.model(x, training=False)).reshape(-1)
+        return out
+
+
+def keras_available() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("tf_keras") is not None
+
+
+def load_keras(path: Path) -> Any:
+    """A Keras model from .h5 (QAT models inside the quantize scope), through the training side's loader."""
+    try:
+        from edge_pcam.training.modelio import load_model
+    except ImportError:  # a checkout without the training package: plain Keras loading
+        import tf_keras
+        return tf_keras.models.load_model(path, compile=False)
+    return load_model(path)
+
+
+def open_engine(candidate: Candidate, runtime: str, threads: int) -> Engine:
+    """The engine for one row; RuntimeUnavailableError / ModelFileError say why it cannot run."""
+    if candidate.kind == KERAS:
+        return KerasEngine(candidate.path)
+    device = ":0" if candidate.format == "edgetpu" else None  # the first Edge TPU, USB or PCIe
+    return TFLiteEngine(candidate.path, runtime, threads, device)

@@ -1,0 +1,82 @@
+"""The performance goals of issue 7, read off one benchmark run.
+
+- int8 through the default runtime vs the Keras float model called as
+  `model(x, training=False)`, per patch at batch 1: at least 15x faster;
+- the same int8 file in tf.lite's interpreter: the default runtime no slower;
+- the int8 throughput as a fraction of the machine's int8 arithmetic limit
+  (edge_pcam.bench.peak) at the same thread count;
+- cold start and peak memory of the default runtime next to TensorFlow's.
+Each goal says what was compared with what; a goal whose rows are missing is
+reported as not measured, with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+KERAS_SPEEDUP_TARGET = 15.0
+TF_LITE_RATIO_TARGET = 1.0
+
+
+def performance_goals(result: dict[str, Any]) -> dict[str, Any]:
+    """Goal name -> {value, target, met, detail}; `met` None when not measured."""
+    from edge_pcam.runtime.interpreter import TF_LITE, resolve_runtime
+    from edge_pcam.runtime.interpreter import default_threads
+
+    rows = [r for r in result["rows"] if r["status"] == "ok"]
+    try:
+        default_runtime = resolve_runtime("auto").name
+    except Exception:  # noqa: BLE001 - no interpreter at all: every goal is unmeasured
+        default_runtime = None
+    threads = str(default_threads())
+    int8 = _pick(rows, default_runtime)
+    keras = next((r for r in rows if r["format"] == "keras-float"), None)
+    tflite = next((r for r in rows if int8 and r["file"] == int8["file"] and r["runtime"] == TF_LITE), None)
+
+    def p50(row: dict[str, Any] | None, key: str = threads) -> float | None:
+        if row is None:
+            return None
+        lat = row["latency"].get(key) or row["latency"].get("default")
+        return lat["p50_ms"] / lat["batch"] if lat else None
+
+    goals: dict[str, Any] = {"default_runtime": default_runtime, "threads": int(threads),
+                             "int8_file": int8["file"] if int8 else None}
+    a, b = p50(int8), p50(keras)
+    goals["vs_keras"] = _goal(b / a if a and b else None, KERAS_SPEEDUP_TARGET,
+                              f"Keras float model(x, training=False) {_ms(b)} vs int8 on {default_runtime} "
+                              f"{_ms(a)} per patch ({threads} threads)", "no int8 or Keras float row measured")
+    c = p50(tflite)
+    goals["vs_tf_lite"] = _goal(c / a if a and c else None, TF_LITE_RATIO_TARGET,
+                                f"tf.lite {_ms(c)} vs {default_runtime} {_ms(a)} per patch on the same int8 file "
+                                f"({threads} threads); above 1 means {default_runtime} is faster",
+                                "the int8 file was not measured in tf.lite (TensorFlow not installed?)")
+    peak = (result.get("peak") or {}).get("gmac_per_s")
+    rate = int8["macs"] / (a * 1e-3) / 1e9 if int8 and a and int8.get("macs") else None
+    goals["fraction_of_int8_limit"] = {
+        "value": rate / peak if rate and peak else None, "target": None, "met": None,
+        "gmac_per_s": rate, "limit_gmac_per_s": peak, "macs_per_patch": int8.get("macs") if int8 else None,
+        "detail": (f"{rate:.0f} GMAC/s of a measured {peak:.0f} GMAC/s limit" if rate and peak else
+                   "not measured: " + ((result.get("peak") or {}).get("reason") or "no int8 row or no peak"))}
+    cold = {}
+    for name, row in (("runtime", int8), ("tensorflow", keras)):
+        cs = (row or {}).get("cold_start") or {}
+        cold[name] = {"seconds": cs.get("seconds"), "peak_rss_mb": cs.get("peak_rss_mb"),
+                      "row": f"{row['label']} on {row['runtime']}" if row else None}
+    goals["cold_start_and_memory"] = cold
+    return goals
+
+
+def _pick(rows: list[dict[str, Any]], runtime: str | None) -> dict[str, Any] | None:
+    """The int8 batch-1 file on the default runtime: post-training quantized first, else QAT."""
+    found = [r for r in rows if r["format"] == "int8" and r["batch"] == 1 and r["runtime"] == runtime]
+    found.sort(key=lambda r: (r["source"] != "ptq", r["file"]))
+    return found[0] if found else None
+
+
+def _goal(value: float | None, target: float, detail: str, missing: str) -> dict[str, Any]:
+    return {"value": value, "target": target, "met": None if value is None else bool(value >= target),
+            "detail": detail if value is not None else f"not measured: {missing}"}
+
+
+def _ms(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f} ms"
