@@ -13,6 +13,7 @@ import typer
 from edge_pcam.cli import bench as bench_cmd
 from edge_pcam.cli import calibrate, data, gradcam, info, predict
 from edge_pcam.cli import scan as scan_cmd
+from edge_pcam.cli import evaluate as evaluate_cmd
 from edge_pcam.cli import train as train_cmd
 from edge_pcam.errors import EdgePcamError
 
@@ -31,6 +32,7 @@ app.command("calibrate")(calibrate.calibrate)
 app.command("bench")(bench_cmd.bench)
 app.command("scan")(scan_cmd.scan)
 app.command("train")(train_cmd.train)
+app.command("evaluate")(evaluate_cmd.evaluate)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from edge_pcam.runtime.metrics import operating_points
 from edge_pcam.training import rundir
 from edge_pcam.training.recipe import Recipe
 from edge_pcam.training.rundir import RunDir, write_json_atomic
-from edge_pcam.training.strategy import StrategyInfo, make_strategy, worker_dir
+from edge_pcam.training.strategy import STRATEGIES, make_strategy, worker_dir
 
 Log = Callable[[str], None]
 
@@ -82,6 +82,8 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     folder). `verbose` is Keras's (1 bar, 2 a line per epoch; default: a bar on a
     terminal, lines otherwise). Only the chief (or the single worker) writes `out`.
     """
+    if strategy not in STRATEGIES:
+        raise rundir.EdgePcamError(f"unknown strategy '{strategy}' (use one of: {', '.join(STRATEGIES)})")
     run = RunDir(Path(out))
     chief = _is_chief_from_env()
     if chief:

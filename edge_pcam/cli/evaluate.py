@@ -1,0 +1,47 @@
+"""`edge-pcam evaluate MODEL --data SPEC [--split valid] [--tta] [--limit N]`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edge_pcam.cli.console import out, progress
+from edge_pcam.cli.options import Data, Split
+
+
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A Keras .h5 (from edge-pcam train / qat) or a .tflite file.")],
+    data: Data,
+    split: Split = "valid",
+    tta: Annotated[bool, typer.Option("--tta", help="Average the 8 flips/rotations of each patch.")] = False,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N patches of the split.", min=1)] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Patches per forward pass.", min=1)] = 256,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the metrics to this JSON file.")] = None,
+) -> None:
+    """Accuracy, precision, recall, specificity, F1 and AUC at 0.5, at the triage threshold
+    (95% sensitivity) and at 99% specificity."""
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from rich.table import Table
+
+    from edge_pcam.runtime.datasets import open_dataset
+    from edge_pcam.training.evaluate import evaluate_model
+
+    n = len(open_dataset(data).split(split))
+    total = n if limit is None else min(limit, n)
+    with progress(transient=True) as bar:
+        task = bar.add_task(f"{model.name} on {split}{' (TTA x8)' if tta else ''}", total=total)
+        result = evaluate_model(model, data, split, batch_size=batch_size, limit=limit, tta=tta,
+                                progress=lambda k: bar.advance(task, k))
+    table = Table(title=f"{model} on {data}, split {split}, n={result.n}{', TTA x8' if tta else ''}")
+    for col in ("point", "thresh", "acc", "prec", "recall", "spec", "F1", "AUC"):
+        table.add_column(col, justify="left" if col == "point" else "right")
+    for point, p in result.metrics.items():
+        table.add_row(point, f"{p['threshold']:.3f}", f"{p['accuracy']:.3f}", f"{p['precision']:.3f}",
+                      f"{p['recall']:.3f}", f"{p['specificity']:.3f}", f"{p['f1']:.3f}", f"{p['auc']:.3f}")
+    out.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
