@@ -1,0 +1,95 @@
+"""The model card written into every converted file (read back by edge_pcam.runtime.metadata).
+
+Keys (schema version 1):
+  schema_version, format (float32|float16|dynamic|int8|edgetpu|gradcam), source (float|ptq|qat),
+  batch, input {shape, dtype, scale, zero_point, range}, outputs {probability|features|logit|gradient:
+  {shape, dtype, scale, zero_point}}, labels, thresholds {decision, triage, high_specificity},
+  metrics {decision|triage|high_specificity: binary_metrics}, validation {data, split, n},
+  parity {...}, edgetpu (int8 and edgetpu files: partition summary), companion {file, sha256} | null,
+  source_model {file, sha256}, recipe, versions, created, command.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from importlib import metadata as _importlib_metadata
+from typing import Any
+
+import numpy as np
+
+from edge_pcam.runtime.datasets.base import LABEL_NAMES
+
+VERSIONED_PACKAGES = ("edge-pcam", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
+                      "numpy")
+
+
+def source_kind(fmt: str, qat: bool) -> str:
+    """`qat` for anything from a QAT model, `float` for a float32 file of a float model, else `ptq`."""
+    if qat:
+        return "qat"
+    return "float" if fmt == "float32" else "ptq"
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of Python and the packages that made the file."""
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = _importlib_metadata.version(name)
+        except _importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def command_line() -> str:
+    return " ".join(["edge-pcam" if i == 0 and a.endswith("edge-pcam") else a for i, a in enumerate(sys.argv)])
+
+
+def build_metadata(*, fmt: str, source: str, batch: int, input_spec: dict[str, Any],
+                   outputs: dict[str, Any], thresholds: dict[str, float | None],
+                   metrics: dict[str, Any] | None, validation: dict[str, Any] | None,
+                   source_model: dict[str, str], recipe: dict[str, Any],
+                   companion: dict[str, str] | None = None, parity: dict[str, Any] | None = None,
+                   edgetpu: dict[str, Any] | None = None, command: str | None = None) -> dict[str, Any]:
+    """The metadata dict for one file (the runtime's `REQUIRED_KEYS` always present)."""
+    meta: dict[str, Any] = {
+        "format": fmt,
+        "source": source,
+        "batch": int(batch),
+        "input": input_spec,
+        "outputs": outputs,
+        "labels": list(LABEL_NAMES),
+        "thresholds": thresholds,
+        "metrics": metrics,
+        "validation": validation,
+        "parity": parity,
+        "companion": companion,
+        "source_model": source_model,
+        "recipe": recipe,
+        "versions": tool_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command if command is not None else command_line(),
+    }
+    if edgetpu is not None:
+        meta["edgetpu"] = edgetpu
+    return meta
+
+
+def output_spec(detail: dict[str, Any]) -> dict[str, Any]:
+    """One output (or input) tensor as metadata: shape, dtype and, when quantized, scale and zero point."""
+    dtype = np.dtype(detail["dtype"]).name
+    scale, zero = detail["quantization"]
+    quantized = dtype in ("int8", "uint8")
+    return {"shape": [int(s) for s in detail["shape"]], "dtype": dtype,
+            "scale": float(scale) if quantized else None, "zero_point": int(zero) if quantized else None}
+
+
+def edgetpu_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The part of a partition report that goes into a file's metadata."""
+    first = report["first_unmappable"]
+    return {"ops_on_edgetpu": report["ops_on_edgetpu"], "op_count": report["op_count"],
+            "mac_share_on_edgetpu": round(report["mac_share_on_edgetpu"], 4),
+            "first_unmappable": None if first is None else f"{first['op']} (op {first['index']})",
+            "compiler": (report.get("compiler") or {}).get("version")}
