@@ -75,12 +75,15 @@ def _is_chief_from_env() -> bool:
 
 def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy: str = "auto",
           tpu: str | None = None, resume: bool = False, overwrite: bool = False,
-          verbose: int | None = None, log: Log = _stderr) -> TrainResult:
+          verbose: int | None = None, log: Log = _stderr,
+          model_builder: Callable[[Recipe], object] | None = None) -> TrainResult:
     """Train the design's model on `data` with `recipe` into the run folder `out`.
 
     `recipe=None` or `data=None` are allowed with `resume` (taken from the run
     folder). `verbose` is Keras's (1 bar, 2 a line per epoch; default: a bar on a
     terminal, lines otherwise). Only the chief (or the single worker) writes `out`.
+    `model_builder(recipe)` replaces the fresh build_model() (QAT fine-tuning starts
+    from a trained model this way; it is called inside the strategy scope).
     """
     if strategy not in STRATEGIES:
         raise rundir.EdgePcamError(f"unknown strategy '{strategy}' (use one of: {', '.join(STRATEGIES)})")
@@ -150,7 +153,10 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     o = recipe["optimizer"]
     epochs = t["epochs"]
     with info.strategy.scope():
-        model = build_model(l2=recipe["model"]["l2"], dropout=recipe["model"]["dropout"])
+        if model_builder is not None:
+            model = model_builder(recipe)
+        else:
+            model = build_model(l2=recipe["model"]["l2"], dropout=recipe["model"]["dropout"])
         if o["lr_schedule"] == "cosine":
             lr = cb.WarmupCosine(o["lr"], epochs * steps_per_epoch, o["warmup_epochs"] * steps_per_epoch, o["min_lr"])
         else:
