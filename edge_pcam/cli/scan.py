@@ -31,11 +31,21 @@ def scan(
     """Scan a slide at PCam's magnification over tissue only; a killed scan resumes where it stopped."""
     from edge_pcam.runtime.scan import scan_slide
 
-    with progress() as bar:
-        task = bar.add_task(f"scanning {image.name}", total=None)
+    bar = progress(transient=not err.is_terminal)
+    task = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:  # started with the first tile, so early errors print alone
+            bar.start()
+            task = bar.add_task(f"scanning {image.name}", total=total)
+        bar.update(task, completed=done, total=total)
+
+    try:
         report = scan_slide(image, out_dir, model, stride=stride, mpp=mpp, batch=batch, top_k=top_k,
-                            explain=explain, runtime=runtime, threads=threads,
-                            progress=lambda done, total: bar.update(task, completed=done, total=total))
+                            explain=explain, runtime=runtime, threads=threads, progress=update)
+    finally:
+        bar.stop()
     for warning in report["warnings"]:
         err.print(f"[yellow]warning:[/] {warning}")
     tiles, model_info = report["tiles"], report["model"]

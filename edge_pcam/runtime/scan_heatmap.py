@@ -52,7 +52,7 @@ def render_heatmap(picture: np.ndarray, probabilities: np.ndarray, stride: int, 
         x0, y0 = (c * stride - ox) * scale, (r * stride - oy) * scale
         x1, y1 = x0 + tile * scale, y0 + tile * scale
         draw.rectangle((x0, y0, x1, y1), outline=(0, 0, 0), width=max(1, base.width // 500))
-        draw.text((x1 + 2, y0), str(rank), fill=(0, 0, 0), font=font, stroke_width=2, stroke_fill=(255, 255, 255))
+        draw.text((x0 + 3, y0 + 2), str(rank), fill=(0, 0, 0), font=font, stroke_width=2, stroke_fill=(255, 255, 255))
     return _with_legend(base, thresholds, font)
 
 
@@ -61,7 +61,7 @@ def _with_legend(image: Image.Image, thresholds: dict[str, float], font: ImageFo
     width = image.width
     bar_h, pad = max(8, width // 60), max(4, width // 150)
     text_h = font.getbbox("0")[3] + pad
-    legend = Image.new("RGB", (width, pad + bar_h + 2 * text_h + pad), (255, 255, 255))
+    legend = Image.new("RGB", (width, pad + bar_h + 3 * text_h + pad), (255, 255, 255))
     bar = colormap(np.linspace(0, 1, width - 2 * pad))[None].repeat(bar_h, axis=0)
     legend.paste(Image.fromarray(bar), (pad, pad))
     draw = ImageDraw.Draw(legend)
@@ -70,8 +70,10 @@ def _with_legend(image: Image.Image, thresholds: dict[str, float], font: ImageFo
     for i, (name, value) in enumerate(sorted(thresholds.items(), key=lambda kv: kv[1])):
         x = pad + value * (width - 2 * pad)
         draw.line((x, pad, x, pad + bar_h), fill=(0, 0, 0), width=2)
-        draw.text((x, pad + bar_h + 2 + (i % 2) * text_h), f"{name} {value:.2f}", fill=(0, 0, 0),
-                  font=font, anchor="ma")
+        label = f"{name} {value:.2f}"
+        half = font.getlength(label) / 2 if hasattr(font, "getlength") else 0
+        draw.text((min(max(x, pad + half), width - pad - half), pad + bar_h + 2 + (1 + i % 2) * text_h),
+                  label, fill=(0, 0, 0), font=font, anchor="ma")
     out = Image.new("RGB", (width, image.height + legend.height), (255, 255, 255))
     out.paste(image, (0, 0))
     out.paste(legend, (0, image.height))

@@ -20,6 +20,7 @@ sees tissue at that scale whatever the scanner's objective.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -191,12 +192,17 @@ class TiffSlide(Slide):
         import tifffile
 
         self.path = path
+        log = logging.getLogger("tifffile")
+        level = log.level
+        log.setLevel(logging.CRITICAL)  # a damaged file gets our one-line error, not tifffile's log
         try:
             self._tif = tifffile.TiffFile(path)
             series = self._tif.series[0]
             pages = [lv.keyframe for lv in series.levels]
         except Exception as exc:  # tifffile raises many types for damaged files
             raise DataError(f"{path}: not a readable TIFF ({_short(exc)})") from None
+        finally:
+            log.setLevel(level)
         self._pages = []
         self.levels = []
         size = path.stat().st_size

@@ -9,8 +9,6 @@ costs one small image, not a read of the whole slide.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 SATURATION_THRESHOLD = 0.07
@@ -24,9 +22,13 @@ def saturation(rgb: np.ndarray) -> np.ndarray:
 
 
 def footprints(count: int, stride: int, tile: int, scale: float, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (exclusive) thumbnail pixels of `count` tiles along one axis, at least one pixel each."""
-    starts = np.array([min(limit - 1, math.floor(i * stride * scale)) for i in range(count)], np.int64)
-    ends = np.array([min(limit, math.ceil((i * stride + tile) * scale)) for i in range(count)], np.int64)
+    """Start and end (exclusive) thumbnail pixels of `count` tiles along one axis.
+
+    Edges are rounded to the nearest pixel (not outwards, which would let a
+    tile see its neighbour's tissue); every footprint has at least one pixel.
+    """
+    starts = np.minimum(limit - 1, np.round(np.arange(count) * stride * scale).astype(np.int64))
+    ends = np.minimum(limit, np.round((np.arange(count) * stride + tile) * scale).astype(np.int64))
     return starts, np.maximum(ends, starts + 1)
 
 

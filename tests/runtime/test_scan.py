@@ -94,11 +94,13 @@ def test_scan_finds_the_planted_tumour_in_bounded_memory(big_slide, model_file, 
     # Every tissue tile lies over the tissue box (within a tile of it).
     tx0, ty0, tx1, ty1 = big_slide.tissue
     assert all(tx0 - size <= x < tx1 and ty0 - size <= y < ty1 for x, y, _ in tiles.values())
-    # Tiles wholly inside the planted tumour score above every tile wholly outside it.
+    # Tiles wholly inside the planted tumour score above tiles wholly outside it.
     x0, y0, x1, y1 = big_slide.tumour
     in_tumour = [p for x, y, p in tiles.values() if x0 <= x and x + size <= x1 and y0 <= y and y + size <= y1]
     outside = [p for x, y, p in tiles.values() if x + size <= x0 or x >= x1 or y + size <= y0 or y >= y1]
-    assert len(in_tumour) >= 16 and np.median(in_tumour) > np.percentile(outside, 95)
+    assert len(in_tumour) >= 16 and len(outside) >= 100
+    pairs = np.subtract.outer(np.array(in_tumour), np.array(outside))
+    assert (pairs > 0).mean() + 0.5 * (pairs == 0).mean() > 0.95  # AUC of tumour vs other tissue tiles
     # The top tiles, and the heatmap's peak, are in the planted region.
     for entry in report["top_tiles"][:3]:
         assert inside(entry["centre"], big_slide.tumour), entry

@@ -170,7 +170,7 @@ def test_tile_maximum_matches_brute_force_with_overlapping_tiles():
     got = tile_maximum(values, rows, cols, stride, tile, scale)
     for r in range(rows):
         for c in range(cols):
-            y0, x0 = min(56, int(np.floor(r * stride * scale))), min(82, int(np.floor(c * stride * scale)))
-            y1 = max(y0 + 1, min(57, int(np.ceil((r * stride + tile) * scale))))
-            x1 = max(x0 + 1, min(83, int(np.ceil((c * stride + tile) * scale))))
+            y0, x0 = min(56, round(r * stride * scale)), min(82, round(c * stride * scale))
+            y1 = max(y0 + 1, min(57, round((r * stride + tile) * scale)))
+            x1 = max(x0 + 1, min(83, round((c * stride + tile) * scale)))
             assert got[r, c] == values[y0:y1, x0:x1].max()
