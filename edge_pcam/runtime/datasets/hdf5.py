@@ -68,8 +68,11 @@ class HDF5Split(Split):
         x = self._x()
         if np.all(np.diff(idx) == 1):
             return x[int(idx[0]):int(idx[-1]) + 1]
-        rows, inverse = np.unique(idx, return_inverse=True)
-        return x[rows][inverse]
+        # Row by row: h5py's fancy indexing is 5-100x slower (very slow on chunked files).
+        out = np.empty((idx.size, *PATCH_SHAPE), np.uint8)
+        for pos in np.argsort(idx, kind="stable"):
+            out[pos] = x[int(idx[pos])]
+        return out
 
     def ids(self) -> list[str]:
         return [f"{self.x_path.name}#{i}" for i in range(len(self))]
