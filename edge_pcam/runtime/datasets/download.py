@@ -24,6 +24,7 @@ from edge_pcam.runtime.datasets.base import SPLITS
 from edge_pcam.runtime.datasets.progress import ByteProgress, rich_bar
 
 MANIFEST = "pcam_manifest.json"
+PCAM_PREFIX = "camelyonpatch_level_2_split_"  # left out of progress descriptions
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0
 
@@ -132,7 +133,7 @@ def _fetch(url: str, part: Path, offset: int, size: int | None, progress: BytePr
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length is not None else size
             with part.open("ab" if offset else "wb") as out, \
-                    progress(f"downloading {part.name[:-5]}", total, offset) as advance:
+                    progress(f"downloading {part.name[:-5].removeprefix(PCAM_PREFIX)}", total, offset) as advance:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     received += len(chunk)

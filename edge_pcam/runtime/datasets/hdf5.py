@@ -129,7 +129,7 @@ def _stream(gz_path: Path, part: Path, done: int, progress: ByteProgress) -> boo
     """Append the decompressed stream past `done` bytes to `part`; False if the stream is shorter than that."""
     total = gz_path.stat().st_size
     with gz_path.open("rb") as raw, gzip.GzipFile(fileobj=raw) as stream, \
-            progress(f"decompressing {gz_path.name}", total) as advance:
+            progress(f"decompressing {gz_path.name.removeprefix(PREFIX)}", total) as advance:
         last = 0
 
         def report() -> None:
