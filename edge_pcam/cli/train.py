@@ -54,8 +54,9 @@ def train(
     result = run_training(data, out_dir, chosen, strategy=strategy, tpu=tpu, resume=resume, overwrite=overwrite)
     if not result.is_chief:
         err.print(f"worker finished ({result.epochs_run} epochs); the chief wrote the run folder")
-        return
-    out.print(summary_table(result))
+    else:
+        out.print(summary_table(result))
+    err.print(f"final weights sha256 {result.weights_sha256}", soft_wrap=True)
 
 
 def summary_table(result):

@@ -42,6 +42,7 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     is_chief: bool = True
+    weights_sha256: str = ""
 
 
 def _stderr(msg: str) -> None:
@@ -199,7 +200,7 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     best_state = best_cb.state
     result = TrainResult(run.path, info.name, info.replicas, global_batch, first_epoch, len(history),
                          best_state.best_epoch, bool(early and early.stopped_epoch), history=history,
-                         is_chief=info.is_chief)
+                         is_chief=info.is_chief, weights_sha256=weights_digest(model))
     if not info.is_chief:
         shutil.rmtree(wdir, ignore_errors=True)
         return result
@@ -227,6 +228,17 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     shutil.rmtree(run / "backup", ignore_errors=True)
     result.metrics = metrics
     return result
+
+
+def weights_digest(model) -> str:
+    """SHA-256 over every weight array of `model` (equal digests = identical weights, e.g. across workers)."""
+    import hashlib
+
+    import numpy as np
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()
 
 
 def _predict(model, split) -> "object":
