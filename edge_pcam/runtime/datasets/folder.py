@@ -30,6 +30,7 @@ class FileSplit(Split):
         self.name = name
         self.paths = [str(p) for p in paths]
         self.labels = np.asarray(labels, dtype=np.uint8).reshape(-1)
+        self._checked = False
 
     def read(self, indices):
         return load_patches([self.paths[int(i)] for i in np.asarray(indices).reshape(-1)], crop=False, strict=True)
@@ -41,8 +42,11 @@ class FileSplit(Split):
         return list(self.paths)
 
     def check(self) -> None:
-        """Check every file's header (size and mode) without decoding: a DataError names the first bad file."""
-        check_patch_files(self.paths)
+        """Check every file's header (size and mode) without decoding: a DataError names the first bad file.
+        A split that passed once is not checked again."""
+        if not self._checked:
+            check_patch_files(self.paths)
+            self._checked = True
 
 
 def recognises(path: Path) -> bool:
