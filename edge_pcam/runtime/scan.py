@@ -272,6 +272,43 @@ def top_tiles(probabilities: np.ndarray, k: int, stride: int) -> list[tuple[int,
     return chosen
 
 
+def classify_tiles(slide: Slide, geometry: ScanGeometry, todo: np.ndarray, model: Any, log: TileLog,
+                   batch: int, progress: Callable[[int], None] | None = None) -> tuple[int, float, float]:
+    """Classify the tiles marked in `todo` in batches of `batch`, appending each batch to `log`.
+
+    Returns (tiles classified, seconds for the whole loop, seconds inside the interpreter).
+    """
+    cells: list[tuple[int, int]] = []
+    pending: list[np.ndarray] = []
+    done, inference = 0, 0.0
+    if progress:
+        progress(0)
+
+    def classify(count: int) -> None:
+        nonlocal done, inference
+        stacked = np.concatenate(pending) if len(pending) > 1 else pending[0]
+        t0 = time.perf_counter()
+        probs = model.predict(stacked[:count])
+        inference += time.perf_counter() - t0
+        log.append(cells[:count], [geometry.origin(r, c) for r, c in cells[:count]], probs)
+        done += count
+        del cells[:count]
+        pending[:] = [stacked[count:]] if len(stacked) > count else []
+        if progress:
+            progress(done)
+
+    started = time.perf_counter()
+    for block_cells, tiles in prefetch(iter_tiles(slide, geometry, todo)):
+        cells.extend(block_cells)
+        pending.append(tiles)
+        while len(cells) >= batch:
+            classify(batch)
+    if cells:
+        classify(len(cells))
+    log.sync()
+    return done, time.perf_counter() - started, inference
+
+
 def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | None = None, *,
                stride: int = TILE, mpp: float | None = None, batch: int | None = None, top_k: int = 8,
                explain: bool = False, runtime: str = "auto", threads: int | None = None,
@@ -310,45 +347,18 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
         log.open()
         try:
             resumed = len(log.done)
+            total = int(tissue.sum())
             todo = tissue.copy()
             for r, c in log.done:
                 todo[r, c] = False
-            total, computed = int(tissue.sum()), 0
-            inference_seconds = 0.0
-            if progress:
-                progress(resumed, total)
-            size = batch or runner.batch
-            size = max(size, runner.batch)
-            pending_cells: list[tuple[int, int]] = []
-            pending: list[np.ndarray] = []
-
-            def classify(count: int) -> None:
-                """Classify the first `count` pending tiles and log them."""
-                nonlocal computed, inference_seconds
-                stacked = np.concatenate(pending) if len(pending) > 1 else pending[0]
-                cells, images = pending_cells[:count], stacked[:count]
-                t0 = time.perf_counter()
-                probs = runner.predict(images)
-                inference_seconds += time.perf_counter() - t0
-                log.append(cells, [geometry.origin(r, c) for r, c in cells], probs)
-                computed += count
-                del pending_cells[:count]
-                pending[:] = [stacked[count:]] if len(stacked) > count else []
-                if progress:
-                    progress(resumed + computed, total)
-
-            loop_started = time.perf_counter()
-            for cells, tiles in prefetch(iter_tiles(slide, geometry, todo)):
-                pending_cells.extend(cells)
-                pending.append(tiles)
-                while len(pending_cells) >= size:
-                    classify(size)
-            if pending_cells:
-                classify(len(pending_cells))
-            tile_seconds = time.perf_counter() - loop_started
-            log.sync()
+            if todo.any():
+                (out / REPORT_FILE).unlink(missing_ok=True)  # scan.json exists only for a complete scan
+            size = max(batch or runner.batch, runner.batch)
+            counts = classify_tiles(slide, geometry, todo, runner, log, size,
+                                    (lambda done: progress(resumed + done, total)) if progress else None)
         finally:
             log.close()
+        computed, tile_seconds, inference_seconds = counts
         done = log.done
 
         probabilities = np.full((geometry.rows, geometry.cols), np.nan, np.float32)
@@ -363,6 +373,9 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
                        top).save(out / "heatmap.png")
         top_entries = _write_top_tiles(slide, geometry, top, probabilities, out, explainer)
         warnings = []
+        if batch and batch > 1 and runner.batch != batch:
+            warnings.append(f"no conversion with batch {batch} beside {base.path.name}; the interpreter ran "
+                            f"batch {runner.batch} (make one with `edge-pcam convert --batch {batch}`)")
         if total == 0:
             warnings.append(f"no tissue found: no tile reaches HSV saturation {SATURATION_THRESHOLD} "
                             "(PCam's background rule); nothing was classified")
@@ -400,6 +413,7 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         atomic_write_bytes(out / REPORT_FILE, json.dumps(report, indent=1).encode() + b"\n")
+        os.chmod(out / REPORT_FILE, 0o644)  # readable like the other outputs (the temporary file was 0600)
         return report
     finally:
         slide.close()

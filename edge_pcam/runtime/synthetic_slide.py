@@ -163,3 +163,23 @@ def _ellipse_mask(px: int, py: int, pw: int, ph: int, w: int, h: int, seed: int)
     phase = np.random.default_rng([seed, 7]).uniform(0, 2 * np.pi, 2)
     edge = 0.9 + 0.05 * np.sin(3 * angle + phase[0]) + 0.04 * np.sin(7 * angle + phase[1])
     return dx * dx + dy * dy <= edge * edge
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m edge_pcam.runtime.synthetic_slide OUT.tif [--size N] [--mpp X] [--seed S]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m edge_pcam.runtime.synthetic_slide",
+                                     description="Write a synthetic pyramidal TIFF slide with a planted tumour.")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--size", type=int, default=20_000, help="width and height of level 0 in pixels")
+    parser.add_argument("--mpp", type=float, default=0.486, help="µm per pixel of level 0 (0.486: 20x)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    slide = write_synthetic_slide(args.out, args.size, args.size, mpp=args.mpp, seed=args.seed)
+    print(f"{slide.path}: {slide.width}x{slide.height} at {slide.mpp} µm/px, {len(slide.levels)} levels; "
+          f"tissue {slide.tissue}, tumour {slide.tumour} (x0, y0, x1, y1, level-0 pixels)")
+
+
+if __name__ == "__main__":
+    main()
