@@ -15,6 +15,7 @@ is [B, 1], the pool3 feature map [B, 12, 12, 256].
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import importlib.util
 import os
@@ -123,6 +124,7 @@ def edgetpu_delegate(backend: Backend, device: str) -> Any:
         raise RuntimeUnavailableError(f"--device '{device}': use usb, pci, :N, usb:N or pci:N (an Edge TPU)")
     library = EDGETPU_LIBRARY.get(sys.platform, "libedgetpu.so.1")
     try:
+        ctypes.CDLL(library)  # fails cleanly when absent (load_delegate would leave a half-made object)
         return backend.load_delegate(library, {"device": device})
     except (ValueError, OSError, RuntimeError) as exc:
         detail = str(exc).strip().splitlines()

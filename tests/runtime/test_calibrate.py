@@ -1,0 +1,91 @@
+"""Calibrate: new thresholds from labelled patches, written to a copy; the original never changes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_pcam.errors import DataError, EdgePcamError
+from edge_pcam.runtime.calibrate import calibrate, new_thresholds, youden_threshold
+from edge_pcam.runtime.datasets import open_dataset
+from edge_pcam.runtime.interpreter import load_model
+from edge_pcam.runtime.metadata import model_bytes, read_metadata, sha256_file
+from edge_pcam.runtime.metrics import binary_metrics
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+INT8 = FIXTURES / "models" / "tiny_int8.tflite"
+LAB = "synthetic:240:11"  # another "lab": a seed the fixture model never saw
+
+
+def test_youden_threshold_on_a_hand_made_case():
+    labels = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7, 0.8])
+    # at 0.6: sensitivity 3/4, specificity 4/4 -> J = 0.75; at 0.35: 4/4 and 3/4 -> J = 0.75 as well;
+    # no threshold reaches both; the lowest of the tied best is kept
+    assert youden_threshold(labels, scores) == pytest.approx(0.35)
+    t = new_thresholds(labels, scores)
+    assert binary_metrics(labels, scores, t["triage"])["recall"] >= 0.95
+    assert binary_metrics(labels, scores, t["high_specificity"])["specificity"] >= 0.99
+
+
+def test_calibrate_writes_a_copy_with_new_thresholds(tmp_path):
+    original = tmp_path / "site" / INT8.name
+    original.parent.mkdir()
+    shutil.copy(INT8, original)
+    shutil.copy(FIXTURES / "models" / "tiny_gradcam.tflite", original.parent)
+    digest = sha256_file(original)
+    out = tmp_path / "lab" / "calibrated.tflite"
+    report = calibrate(original, LAB, out, force=False)
+    assert sha256_file(original) == digest  # never changed
+    assert model_bytes(out.read_bytes()) == model_bytes(original.read_bytes())  # same weights
+
+    # thresholds recomputed independently from the model's probabilities on the lab's patches
+    model = load_model(original)
+    ds = open_dataset(LAB)
+    labels = np.concatenate([s.labels for s in ds.splits.values()])
+    probs = np.concatenate([model.predict(s.read(np.arange(len(s)))) for s in ds.splits.values()])
+    expected = new_thresholds(labels, probs)
+    meta = read_metadata(out)
+    assert meta["thresholds"] == pytest.approx(expected)
+    cal = meta["calibration"]
+    assert cal["n"] == len(labels) == report.n and cal["data"] == LAB
+    assert cal["before"]["thresholds"] == pytest.approx(read_metadata(original)["thresholds"])
+    assert cal["after"]["metrics"]["triage"]["recall"] >= 0.95
+    assert cal["original"]["sha256"] == digest
+    assert cal["before"]["metrics"]["decision"]["threshold"] == pytest.approx(model.thresholds["decision"])
+    # the copy loads, labels with its new threshold, and finds its companion (copied beside it)
+    copy = load_model(out)
+    assert copy.thresholds["decision"] == pytest.approx(expected["decision"])
+    assert (out.parent / "tiny_gradcam.tflite").is_file()
+
+
+def test_calibrate_refusals(tmp_path):
+    target = tmp_path / INT8.name
+    shutil.copy(INT8, target)
+    with pytest.raises(EdgePcamError, match="never overwrites"):
+        calibrate(target, LAB, target)
+    with pytest.raises(DataError, match="at least 20"):
+        calibrate(target, "synthetic:30:11", tmp_path / "small.tflite")
+    one_class = tmp_path / "lab" / "valid" / "tumour"
+    one_class.mkdir(parents=True)
+    from PIL import Image
+    ds = open_dataset("synthetic:20:1")
+    split = ds.split("train")
+    for i in range(len(split)):
+        Image.fromarray(split.read([i])[0]).save(one_class / f"{i}.png")
+    with pytest.raises(DataError, match="both classes"):
+        calibrate(target, str(tmp_path / "lab"), tmp_path / "x.tflite", force=True)
+
+
+def test_cli_calibrate(tmp_path):
+    out = tmp_path / "new.tflite"
+    proc = subprocess.run([sys.executable, "-m", "edge_pcam", "calibrate", str(INT8), "--data", LAB,
+                           "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "triage" in proc.stdout and "unchanged" in proc.stderr
+    assert read_metadata(out)["calibration"]["data"] == LAB
