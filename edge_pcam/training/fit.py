@@ -49,15 +49,6 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _augmentation(recipe: Recipe):
-    from edge_pcam.data.augment import Augmentation
-    a = recipe["augment"]
-    contrast = tuple(a["contrast"]) if a["contrast"] != [1.0, 1.0] else None
-    saturation = tuple(a["saturation"]) if a["saturation"] != [1.0, 1.0] else None
-    return Augmentation(flips=a["flips"], brightness=a["brightness"], contrast=contrast,
-                        rotate90=a["rotate90"], hue=a["hue"], saturation=saturation)
-
-
 def _is_chief_from_env() -> bool:
     """Chief-ness from TF_CONFIG alone (before TensorFlow starts)."""
     raw = os.environ.get("TF_CONFIG")
@@ -104,7 +95,6 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     import tf_keras as keras
 
     from edge_pcam.data.tfdata import make_dataset
-    from edge_pcam.model import build_model
     from edge_pcam.runtime.datasets import open_dataset
     from edge_pcam.training import callbacks as cb
     from edge_pcam.training.splits import carve_tuning
@@ -148,23 +138,13 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
         return ds.with_options(options)
 
     train_ds = shard(make_dataset(train_split, global_batch, training=True, seed=t["seed"], repeat=True,
-                                  drop_remainder=True, augmentation=_augmentation(recipe)))
+                                  drop_remainder=True, augmentation=augmentation(recipe)))
     val_ds = shard(make_dataset(selection_split, global_batch, training=False, drop_remainder=is_tpu))
 
     o = recipe["optimizer"]
     epochs = t["epochs"]
     with info.strategy.scope():
-        if model_builder is not None:
-            model = model_builder(recipe)
-        else:
-            model = build_model(l2=recipe["model"]["l2"], dropout=recipe["model"]["dropout"])
-        if o["lr_schedule"] == "cosine":
-            lr = cb.WarmupCosine(o["lr"], epochs * steps_per_epoch, o["warmup_epochs"] * steps_per_epoch, o["min_lr"])
-        else:
-            lr = o["lr"]
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
-                      loss=keras.losses.BinaryCrossentropy(),
-                      metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+        model = compile_model(recipe, steps_per_epoch, model_builder(recipe) if model_builder is not None else None)
 
     history_read, history_write = run / "history.csv", wrun / "history.csv"
     ck = recipe["checkpoint"]
@@ -228,6 +208,34 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     shutil.rmtree(run / "backup", ignore_errors=True)
     result.metrics = metrics
     return result
+
+
+def compile_model(recipe: Recipe, steps_per_epoch: int, model=None):
+    """`model` (default: a fresh build_model()) compiled as the recipe says; call inside the strategy's scope."""
+    import tf_keras as keras
+
+    from edge_pcam.model import build_model
+    from edge_pcam.training.callbacks import WarmupCosine
+    o, epochs = recipe["optimizer"], recipe["training"]["epochs"]
+    if model is None:
+        model = build_model(l2=recipe["model"]["l2"], dropout=recipe["model"]["dropout"])
+    if o["lr_schedule"] == "cosine":
+        lr = WarmupCosine(o["lr"], epochs * steps_per_epoch, o["warmup_epochs"] * steps_per_epoch, o["min_lr"])
+    else:
+        lr = o["lr"]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=keras.losses.BinaryCrossentropy(),
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+    return model
+
+
+def augmentation(recipe: Recipe):
+    """The recipe's [augment] table as edge_pcam.data.augment.Augmentation ([1, 1] ranges = off)."""
+    from edge_pcam.data.augment import Augmentation
+    a = recipe["augment"]
+    contrast = tuple(a["contrast"]) if a["contrast"] != [1.0, 1.0] else None
+    saturation = tuple(a["saturation"]) if a["saturation"] != [1.0, 1.0] else None
+    return Augmentation(flips=a["flips"], brightness=a["brightness"], contrast=contrast,
+                        rotate90=a["rotate90"], hue=a["hue"], saturation=saturation)
 
 
 def weights_digest(model) -> str:
