@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
@@ -103,3 +104,61 @@ def _pin_input_range(qat: keras.Model) -> None:
                     var.assign(0.0)
                 elif var.name.endswith("_max:0"):
                     var.assign(1.0)
+
+
+QAT_EPOCHS = 3
+QAT_LR_FACTOR = 0.1
+SOURCE_FILE = "qat_source.json"
+
+
+def qat_recipe(model_path: Path, recipe: str | Path | None = None, *, epochs: int | None = None,
+               lr: float | None = None, batch_size: int | None = None):
+    """The fine-tuning recipe: `recipe`, else the source run's recipe.toml, else `pcam`;
+    a tenth of its learning rate and QAT_EPOCHS epochs unless given."""
+    from edge_pcam.training.recipe import load_recipe
+
+    beside = model_path.parent / "recipe.toml"
+    base = load_recipe(recipe if recipe is not None else (beside if beside.is_file() else "pcam"))
+    return base.with_overrides({
+        "training.epochs": epochs if epochs is not None else QAT_EPOCHS,
+        "optimizer.lr": lr if lr is not None else base["optimizer"]["lr"] * QAT_LR_FACTOR,
+        "training.batch_size": batch_size,
+    })
+
+
+def qat_finetune(model_path: str | Path, data: str | None, out: str | Path, *,
+                 recipe: str | Path | None = None, epochs: int | None = None, lr: float | None = None,
+                 batch_size: int | None = None, resume: bool = False, overwrite: bool = False,
+                 strategy: str = "auto", verbose: int | None = None, log=None):
+    """Quantization-aware fine-tuning of the trained float model `model_path` into the run folder `out`.
+
+    Runs edge_pcam.training.fit.train with the QAT model as its starting point:
+    the same callbacks, history, TensorBoard logs, best.h5 / final.h5 (QAT .h5
+    files), metrics.json and resume behaviour as `edge-pcam train`. The run
+    folder also gets qat_source.json naming the source model and its SHA-256.
+    """
+    from edge_pcam.runtime.metadata import sha256_file
+    from edge_pcam.training import fit
+    from edge_pcam.training.modelio import load_model
+    from edge_pcam.training.rundir import write_json_atomic
+
+    model_path = Path(model_path)
+    source = load_model(model_path)
+    if not is_edge_pcam_model(source):
+        raise ModelFileError(f"{model_path}: not an edge-pcam model (no pool3/logit/q/k/v/o layers)")
+    if is_qat_model(source):
+        raise ModelFileError(f"{model_path}: already quantization-aware; give the float model it came from")
+    del source
+    chosen = None if resume and recipe is None and epochs is None and lr is None and batch_size is None \
+        else qat_recipe(model_path, recipe, epochs=epochs, lr=lr, batch_size=batch_size)
+
+    def builder(_recipe) -> keras.Model:
+        return quantize_model(load_model(model_path))
+
+    kwargs = {"log": log} if log is not None else {}
+    result = fit.train(data, out, chosen, strategy=strategy, resume=resume, overwrite=overwrite,
+                       verbose=verbose, model_builder=builder, **kwargs)
+    if result.is_chief:
+        write_json_atomic(Path(out) / SOURCE_FILE, {"source_model": str(model_path.resolve()),
+                                                    "sha256": sha256_file(model_path)})
+    return result

@@ -1,0 +1,221 @@
+"""edge_pcam.export.conversion: every format, metadata, the parity gate both ways, batched files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_pcam.errors import DataError, EdgePcamError, ModelFileError
+from edge_pcam.runtime.metadata import REQUIRED_KEYS, read_metadata, sha256_file
+
+pytestmark = pytest.mark.tf
+
+FORMATS = ("float32", "float16", "dynamic", "int8")
+
+
+def test_every_format_is_written_with_metadata(converted_dir, easy_data, tiny_model_h5):
+    from edge_pcam.runtime.interpreter import load_model
+    from edge_pcam.runtime.metrics import operating_points
+
+    valid = easy_data.split("valid")
+    images = valid.read(np.arange(len(valid)))
+    companion = converted_dir / "edge_pcam_gradcam.tflite"
+    sizes = {}
+    for fmt in FORMATS:
+        path = converted_dir / f"edge_pcam_{fmt}.tflite"
+        meta = read_metadata(path)
+        assert set(REQUIRED_KEYS) <= set(meta)
+        assert meta["format"] == fmt
+        assert meta["source"] == ("float" if fmt == "float32" else "ptq")
+        assert meta["batch"] == 1 and meta["input"]["shape"] == [1, 96, 96, 3]
+        assert meta["labels"] == ["normal", "tumour"]
+        assert meta["source_model"] == {"file": tiny_model_h5.name, "sha256": sha256_file(tiny_model_h5)}
+        assert meta["companion"] == {"file": companion.name, "sha256": sha256_file(companion)}
+        assert meta["validation"]["n"] == len(valid) and meta["validation"]["split"] == "valid"
+        assert meta["outputs"]["probability"]["shape"] == [1, 1]
+        assert meta["outputs"]["features"]["shape"] == [1, 12, 12, 256]
+        assert "tensorflow" in meta["versions"] and meta["recipe"]["formats"] == list(FORMATS)
+        # Thresholds and metrics were measured on this very file.
+        probs = load_model(path).predict(images)
+        points = operating_points(valid.labels, probs)
+        for name, point in points.items():
+            assert meta["thresholds"][name] == pytest.approx(point["threshold"])
+            assert meta["metrics"][name]["accuracy"] == pytest.approx(point["accuracy"])
+        assert meta["thresholds"]["decision"] == 0.5
+        sizes[fmt] = path.stat().st_size
+    assert sizes["float32"] > sizes["float16"] > sizes["int8"]
+    assert sizes["float32"] > sizes["dynamic"]
+    leftovers = [p.name for p in converted_dir.iterdir() if "partial" in p.name or p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_int8_takes_raw_pixels_and_has_feature_output(converted_dir):
+    meta = read_metadata(converted_dir / "edge_pcam_int8.tflite")
+    assert meta["input"]["dtype"] == "uint8"
+    assert meta["input"]["zero_point"] == 0
+    assert meta["input"]["scale"] == pytest.approx(1 / 255, rel=1e-6)
+    assert meta["outputs"]["features"]["dtype"] == "int8"
+    assert meta["outputs"]["features"]["scale"] > 0
+    assert meta["edgetpu"]["op_count"] > meta["edgetpu"]["ops_on_edgetpu"] > 0
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(converted_dir / "edge_pcam_int8.tflite"))
+    ops = {op["op_name"] for op in it._get_ops_details()}
+    assert {"CONV_2D", "BATCH_MATMUL", "SOFTMAX", "FULLY_CONNECTED"} <= ops
+    assert "DEQUANTIZE" not in ops  # every op integer
+
+
+def test_report_records_parity(converted_dir):
+    report = json.loads((converted_dir / "conversion.json").read_text())
+    assert report["passed"] and report["failures"] == []
+    by_format = {f["format"]: f for f in report["files"]}
+    assert set(by_format) == set(FORMATS)
+    assert by_format["float32"]["parity"]["max_abs_dprob"] < 1e-4
+    int8 = by_format["int8"]["parity"]
+    assert int8["agreement"] >= 0.9 and int8["accuracy_drop_points"] <= 1.0
+    assert report["companion"]["parity"]["correlation"] >= 0.99
+    assert report["edgetpu_partition"]["op_count"] > 0
+    summary = (converted_dir / "summary.md").read_text()
+    for fmt in FORMATS:
+        assert f"edge_pcam_{fmt}.tflite" in summary
+    assert "Edge TPU" in summary and "all gates passed" in summary
+
+
+def test_metadata_and_inference_without_tensorflow(converted_dir, easy_data):
+    """The device side reads every file's metadata and runs int8 with TensorFlow unimportable."""
+    images = easy_data.split("valid").read(np.arange(4))
+    np.save(converted_dir.parent / "four.npy", images)
+    code = (
+        "import sys, json, numpy as np\n"
+        "sys.modules['tensorflow'] = None\n"
+        "from edge_pcam.runtime.metadata import read_metadata\n"
+        "from edge_pcam.runtime.interpreter import load_model\n"
+        f"d = {str(converted_dir)!r}\n"
+        "formats = [read_metadata(f'{d}/edge_pcam_{f}.tflite')['format'] for f in "
+        "('float32', 'float16', 'dynamic', 'int8')]\n"
+        "m = load_model(f'{d}/edge_pcam_int8.tflite')\n"
+        f"p = m.predict(np.load({str(converted_dir.parent / 'four.npy')!r}))\n"
+        "print(json.dumps({'formats': formats, 'probs': p.tolist(), 'tf': 'tensorflow.python' in sys.modules}))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["formats"] == list(FORMATS) and out["tf"] is False
+    assert len(out["probs"]) == 4 and all(0.0 <= p <= 1.0 for p in out["probs"])
+
+
+def test_gate_fails_deliberately_and_puts_the_file_aside(tiny_model_h5, easy_data, tmp_path, monkeypatch):
+    """A broken int8 conversion (its logit negated) must fail the gate and never be deployable."""
+    import tf_keras as keras
+
+    from edge_pcam.export import tflite
+    from edge_pcam.export.conversion import convert
+
+    real = tflite.convert_model
+
+    def broken(model, fmt, **kwargs):
+        flipped = keras.models.clone_model(model)
+        flipped.set_weights(model.get_weights())
+        logit = flipped.get_layer("logit")
+        logit.set_weights([-w for w in logit.get_weights()])
+        return real(flipped, fmt, **kwargs)
+
+    monkeypatch.setattr(tflite, "convert_model", broken)
+    result = convert(tiny_model_h5, tmp_path, easy_data, formats=["int8"], companion=False, representative=32)
+    assert len(result.failures) == 1
+    assert "points below Keras" in result.failures[0] and "edge_pcam_int8.rejected.tflite" in result.failures[0]
+    assert not (tmp_path / "edge_pcam_int8.tflite").exists()
+    rejected = tmp_path / "edge_pcam_int8.rejected.tflite"
+    assert rejected.is_file() and read_metadata(rejected)["parity"]["passed"] is False
+    report = json.loads((tmp_path / "conversion.json").read_text())
+    assert report["passed"] is False and report["files"][0]["accepted"] is False
+    assert "FAILED" in (tmp_path / "summary.md").read_text()
+    with pytest.raises(EdgePcamError, match="points below Keras"):
+        result.raise_for_failures()
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_batched_variant_for_scanning(tiny_model_h5, easy_data, tmp_path):
+    from edge_pcam.export.conversion import convert
+    from edge_pcam.runtime.interpreter import load_model
+
+    result = convert(tiny_model_h5, tmp_path, easy_data, formats=["int8"], companion=False, representative=32,
+                     batch=4, limit=10)
+    result.raise_for_failures()
+    path = tmp_path / "edge_pcam_int8_b4.tflite"
+    meta = read_metadata(path)
+    assert meta["batch"] == 4 and meta["input"]["shape"] == [4, 96, 96, 3]
+    assert meta["validation"]["n"] == 10
+    model = load_model(path)
+    assert model.batch == 4
+    images = easy_data.split("valid").read(np.arange(6))
+    probs = model.predict(images)  # one full batch, one padded
+    assert probs.shape == (6,)
+    np.testing.assert_allclose(probs, np.r_[model.predict(images[:4]), model.predict(images[4:])])
+
+
+def test_qat_model_converts_the_same_way(tiny_qat_h5, easy_data, tmp_path):
+    from edge_pcam.export.conversion import convert
+
+    result = convert(tiny_qat_h5, tmp_path, easy_data, formats=["int8"], representative=32)
+    result.raise_for_failures()
+    meta = read_metadata(tmp_path / "edge_pcam_int8.tflite")
+    assert meta["source"] == "qat"
+    assert meta["input"]["dtype"] == "uint8" and meta["input"]["scale"] == pytest.approx(1 / 255, rel=1e-6)
+    assert meta["parity"]["agreement"] >= 0.95
+    assert result.companion.accepted and result.companion.parity["correlation"] >= 0.99
+    assert read_metadata(tmp_path / "edge_pcam_gradcam.tflite")["source"] == "qat"
+
+
+def test_bad_input_raises_before_writing(tiny_model_h5, easy_data, tmp_path):
+    import tf_keras as keras
+
+    from edge_pcam.export.conversion import convert
+    from edge_pcam.runtime.datasets.base import ArraySplit, PatchDataset
+
+    other = tmp_path / "other.h5"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, name="dense")]).save(other, save_format="h5")
+    with pytest.raises(ModelFileError, match="not an edge-pcam model"):
+        convert(other, tmp_path / "a", easy_data, formats=["float32"])
+    with pytest.raises(ModelFileError, match="no such model file"):
+        convert(tmp_path / "missing.h5", tmp_path / "b", easy_data, formats=["float32"])
+
+    empty_train = PatchDataset("empty-train", "synthetic", {
+        "train": ArraySplit("train", np.zeros((0, 96, 96, 3), np.uint8), np.zeros(0, np.uint8)),
+        "valid": easy_data.split("valid")})
+    with pytest.raises(DataError, match="empty"):
+        convert(tiny_model_h5, tmp_path / "c", empty_train, formats=["int8"])
+    no_train = PatchDataset("valid-only", "synthetic", {"valid": easy_data.split("valid")})
+    with pytest.raises(DataError, match="no 'train' split"):
+        convert(tiny_model_h5, tmp_path / "d", no_train, formats=["int8"])
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(EdgePcamError, match="cannot write the output folder"):
+        convert(tiny_model_h5, blocker / "out", easy_data, formats=["float32"])
+    with pytest.raises(EdgePcamError, match="unknown format 'int4'"):
+        convert(tiny_model_h5, tmp_path / "e", easy_data, formats=["int4"])
+    for name in "abcde":
+        assert not (tmp_path / name).exists() or not any((tmp_path / name).iterdir())
+
+
+def test_parity_compare_both_ways():
+    from edge_pcam.export.parity import compare
+
+    labels = np.array([0, 0, 1, 1] * 25)
+    keras_probs = np.where(labels == 1, 0.9, 0.1)
+    ok = compare("float32", labels, keras_probs, keras_probs + 5e-5)
+    assert ok.passed and ok.max_abs_dprob == pytest.approx(5e-5)
+    bad = compare("float32", labels, keras_probs, keras_probs + 2e-4)
+    assert not bad.passed and "2.00e-04" in bad.reason
+    flipped = keras_probs.copy()
+    flipped[:2] = 0.9  # two normals now called tumour: 2 points of accuracy lost
+    assert compare("int8", labels, keras_probs, flipped, max_drop=2.0).passed
+    failed = compare("int8", labels, keras_probs, flipped, max_drop=1.0)
+    assert not failed.passed and failed.accuracy_drop_points == pytest.approx(2.0)
+    assert failed.agreement == pytest.approx(0.98)
