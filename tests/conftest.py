@@ -26,3 +26,36 @@ def subset_dir() -> Path:
     if not (SUBSET / "labels.csv").is_file():
         pytest.skip(f"real PCam subset not found at {SUBSET} (set EDGE_PCAM_SUBSET to point at it)")
     return SUBSET
+
+
+# Conversion tests (tests/test_convert*.py, test_qat.py, test_partition.py,
+# test_gradcam_companion.py) share one small trained model; see convert_support.py.
+@pytest.fixture(scope="session")
+def easy_data():
+    """In-memory synthetic splits on an easy task (tumour patches darkened)."""
+    from convert_support import easy_dataset
+    return easy_dataset()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_h5(easy_data, tmp_path_factory) -> Path:
+    """build_model() trained for a few steps on `easy_data`, as .h5."""
+    from convert_support import train_tiny_model
+    return train_tiny_model(easy_data, tmp_path_factory.mktemp("tiny-model") / "tiny.h5")
+
+
+@pytest.fixture(scope="session")
+def tiny_qat_h5(easy_data, tiny_model_h5, tmp_path_factory) -> Path:
+    """`tiny_model_h5` made quantization-aware and fine-tuned for one epoch, as .h5."""
+    from convert_support import qat_tiny_model
+    return qat_tiny_model(easy_data, tiny_model_h5, tmp_path_factory.mktemp("tiny-qat") / "tiny_qat.h5")
+
+
+@pytest.fixture(scope="session")
+def converted_dir(easy_data, tiny_model_h5, tmp_path_factory) -> Path:
+    """`tiny_model_h5` converted to every CPU format (+ companion) by edge_pcam.export.conversion."""
+    from edge_pcam.export.conversion import convert
+    out = tmp_path_factory.mktemp("converted")
+    convert(tiny_model_h5, out, easy_data, formats=["float32", "float16", "dynamic", "int8"],
+            representative=64).raise_for_failures()
+    return out

@@ -15,6 +15,8 @@ from edge_pcam.cli import calibrate, data, gradcam, info, predict
 from edge_pcam.cli import scan as scan_cmd
 from edge_pcam.cli import evaluate as evaluate_cmd
 from edge_pcam.cli import train as train_cmd
+from edge_pcam.cli import convert as convert_cmd
+from edge_pcam.cli import qat as qat_cmd
 from edge_pcam.errors import EdgePcamError
 
 app = typer.Typer(
@@ -32,6 +34,8 @@ app.command("calibrate")(calibrate.calibrate)
 app.command("bench")(bench_cmd.bench)
 app.command("scan")(scan_cmd.scan)
 app.command("train")(train_cmd.train)
+app.command("qat")(qat_cmd.qat)
+app.command("convert")(convert_cmd.convert)
 app.command("evaluate")(evaluate_cmd.evaluate)
 
 
