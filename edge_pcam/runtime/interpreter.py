@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from edge_pcam.errors import ModelFileError, RuntimeUnavailableError
+from edge_pcam.runtime.flatbuffer import check_model
 from edge_pcam.runtime.metadata import metadata_from_bytes, model_bytes
 from edge_pcam.runtime.symmetric_matmul import symmetric_matmul_operands
 
@@ -253,7 +254,12 @@ def read_model_file(path: str | os.PathLike) -> tuple[Path, bytes, dict[str, Any
         raise ModelFileError(f"{path}: a TFLite file without edge-pcam metadata: truncated, or not "
                              "made by `edge-pcam convert`")
     meta = metadata_from_bytes(data, str(path))
-    return path, model_bytes(data), meta
+    content = model_bytes(data)
+    try:
+        check_model(content)
+    except (ValueError, struct.error) as exc:
+        raise ModelFileError(f"{path}: damaged model file ({exc}); copy or convert it again") from None
+    return path, content, meta
 
 
 def open_interpreter(content: bytes, backend: Backend, threads: int, delegates: list[Any] | None = None,
@@ -330,9 +336,6 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", thr
     if threads < 1:
         raise RuntimeUnavailableError(f"threads must be at least 1, got {threads}")
     delegates = [edgetpu_delegate(backend, device)] if device else None
-    try:  # see edge_pcam.runtime.symmetric_matmul: lets XNNPACK run the attention's int8 products
-        content, _ = symmetric_matmul_operands(content)
-    except (struct.error, IndexError):
-        pass  # not a well-formed flatbuffer: the interpreter reports it below
+    content, _ = symmetric_matmul_operands(content)  # lets XNNPACK run the attention's int8 products
     interpreter = open_interpreter(content, backend, threads, delegates, str(path))
     return PatchModel(path, meta, interpreter, backend, threads, device)

@@ -21,59 +21,18 @@ from __future__ import annotations
 
 import struct
 
+from edge_pcam.runtime.flatbuffer import Table
+
 BATCH_MATMUL = 126
 RESHAPE = 22
 INT8 = 9
-
-
-class _Table:
-    """Read-only view of one flatbuffer table."""
-
-    def __init__(self, buf: bytes | bytearray, pos: int):
-        self.buf, self.pos = buf, pos
-        vt = pos - struct.unpack_from("<i", buf, pos)[0]
-        self._vt_size = struct.unpack_from("<H", buf, vt)[0]
-        self._vt = vt
-
-    def _field(self, index: int) -> int:
-        off = 4 + 2 * index
-        if off >= self._vt_size:
-            return 0
-        rel = struct.unpack_from("<H", self.buf, self._vt + off)[0]
-        return self.pos + rel if rel else 0
-
-    def scalar(self, index: int, fmt: str, default: int | float = 0) -> int | float:
-        at = self._field(index)
-        return struct.unpack_from("<" + fmt, self.buf, at)[0] if at else default
-
-    def _target(self, index: int) -> int:
-        at = self._field(index)
-        return at + struct.unpack_from("<I", self.buf, at)[0] if at else 0
-
-    def vector(self, index: int) -> tuple[int, int]:
-        """(position of the first element, length), or (0, 0) when absent."""
-        at = self._target(index)
-        return (at + 4, struct.unpack_from("<I", self.buf, at)[0]) if at else (0, 0)
-
-    def table(self, index: int) -> _Table | None:
-        at = self._target(index)
-        return _Table(self.buf, at) if at else None
-
-    def tables(self, index: int) -> list[_Table]:
-        start, n = self.vector(index)
-        return [_Table(self.buf, start + 4 * i + struct.unpack_from("<I", self.buf, start + 4 * i)[0])
-                for i in range(n)]
-
-    def ints(self, index: int) -> list[int]:
-        start, n = self.vector(index)
-        return list(struct.unpack_from(f"<{n}i", self.buf, start)) if n else []
 
 
 def symmetric_matmul_operands(data: bytes) -> tuple[bytes, int]:
     """`data` (a .tflite flatbuffer) with every int8 BATCH_MATMUL's second operand made
     symmetric where that is exact to do; and how many tensors were changed."""
     buf = bytearray(data)
-    model = _Table(buf, struct.unpack_from("<I", buf, 0)[0])
+    model = Table.root(buf)
     codes = [max(int(c.scalar(0, "b")), int(c.scalar(3, "i"))) for c in model.tables(1)]
     changed = 0
     for subgraph in model.tables(2):
@@ -101,7 +60,7 @@ def symmetric_matmul_operands(data: bytes) -> tuple[bytes, int]:
     return bytes(buf), changed
 
 
-def _make_symmetric(tensor: _Table, users: dict[int, set[int]], chain: set[int], done: set[int]) -> bool:
+def _make_symmetric(tensor: Table, users: dict[int, set[int]], chain: set[int], done: set[int]) -> bool:
     if tensor.scalar(1, "b") != INT8:
         return False
     q = tensor.table(4)

@@ -17,7 +17,8 @@ from edge_pcam.runtime import interpreter as interp
 from edge_pcam.runtime.interpreter import (LITERT, TFLITE_RUNTIME, default_threads, installed_runtimes, load_model,
                                            resolve_runtime)
 from edge_pcam.runtime.metadata import metadata_from_bytes, model_bytes, with_metadata
-from edge_pcam.runtime.symmetric_matmul import BATCH_MATMUL, RESHAPE, _Table, symmetric_matmul_operands
+from edge_pcam.runtime.flatbuffer import Table
+from edge_pcam.runtime.symmetric_matmul import BATCH_MATMUL, RESHAPE, symmetric_matmul_operands
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 INT8 = FIXTURES / "models" / "tiny_int8.tflite"
@@ -112,7 +113,7 @@ def test_truncated_plain_corrupt_and_foreign_files(tmp_path):
     body = bytearray(model_bytes(raw))
     body[64:len(body) // 2] = b"\xff" * (len(body) // 2 - 64)
     corrupt = _variant(tmp_path, "corrupt.tflite", bytes(body))
-    with pytest.raises(ModelFileError, match="cannot load this model") as exc:
+    with pytest.raises(ModelFileError, match="damaged model file") as exc:
         load_model(corrupt)
     assert str(corrupt) in str(exc.value)
     with pytest.raises(ModelFileError, match="cannot read"):
@@ -161,7 +162,7 @@ def test_bundled_model_missing_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def _matmul_operand_zero_points(data: bytes) -> list[int]:
-    m = _Table(data, struct.unpack_from("<I", data, 0)[0])
+    m = Table.root(data)
     codes = [max(int(c.scalar(0, "b")), int(c.scalar(3, "i"))) for c in m.tables(1)]
     sg = m.tables(2)[0]
     tensors = sg.tables(0)

@@ -1,0 +1,137 @@
+"""Just enough of a FlatBuffers reader to check and patch a .tflite file, with the standard library only.
+
+tflite-runtime hands a damaged flatbuffer to C++ unchecked and can crash the
+process (a segmentation fault, not an exception); ai-edge-litert verifies it
+first. `check_model` walks every table, vector and index of the TFLite
+schema that the interpreters follow when loading and raises ValueError at the
+first one that points outside the file or at nothing, so a truncated or
+damaged model gets an error message under either interpreter. (Damage inside
+weight data cannot be seen this way: it loads, and computes nonsense.)
+
+Schema field numbers (tensorflow/compiler/mlir/lite/schema/schema.fbs):
+Model: 1 operator_codes, 2 subgraphs, 4 buffers; SubGraph: 0 tensors,
+1 inputs, 2 outputs, 3 operators; Tensor: 0 shape, 1 type, 2 buffer, 3 name,
+4 quantization; QuantizationParameters: 0 min, 1 max, 2 scale, 3 zero_point;
+Operator: 0 opcode_index, 1 inputs, 2 outputs, 4 builtin_options,
+5 custom_options, 8 intermediates; Buffer: 0 data, 1 offset, 2 size;
+OperatorCode: 0 deprecated_builtin_code, 1 custom_code, 3 builtin_code.
+"""
+
+from __future__ import annotations
+
+import struct
+
+
+class Table:
+    """A flatbuffer table at `pos` of `buf`; every read is bounds-checked (ValueError)."""
+
+    def __init__(self, buf: bytes | bytearray, pos: int):
+        self.buf, self.pos = buf, pos
+        _need(buf, pos, 4)
+        vt = pos - struct.unpack_from("<i", buf, pos)[0]
+        _need(buf, vt, 4)
+        self._vt = vt
+        self._vt_size = struct.unpack_from("<H", buf, vt)[0]
+        _need(buf, vt, self._vt_size)
+        if self._vt_size < 4 or self._vt_size % 2:
+            raise ValueError(f"bad vtable at {vt}")
+
+    @classmethod
+    def root(cls, buf: bytes | bytearray) -> Table:
+        _need(buf, 0, 8)
+        return cls(buf, struct.unpack_from("<I", buf, 0)[0])
+
+    def _field(self, index: int) -> int:
+        off = 4 + 2 * index
+        if off >= self._vt_size:
+            return 0
+        rel = struct.unpack_from("<H", self.buf, self._vt + off)[0]
+        return self.pos + rel if rel else 0
+
+    def scalar(self, index: int, fmt: str, default: int | float = 0) -> int | float:
+        at = self._field(index)
+        if not at:
+            return default
+        _need(self.buf, at, struct.calcsize("<" + fmt))
+        return struct.unpack_from("<" + fmt, self.buf, at)[0]
+
+    def _target(self, index: int) -> int:
+        at = self._field(index)
+        if not at:
+            return 0
+        _need(self.buf, at, 4)
+        target = at + struct.unpack_from("<I", self.buf, at)[0]
+        _need(self.buf, target, 4)
+        return target
+
+    def vector(self, index: int, item_size: int = 4) -> tuple[int, int]:
+        """(position of the first element, length), or (0, 0) when absent."""
+        at = self._target(index)
+        if not at:
+            return 0, 0
+        n = struct.unpack_from("<I", self.buf, at)[0]
+        _need(self.buf, at + 4, n * item_size)
+        return at + 4, n
+
+    def table(self, index: int) -> Table | None:
+        at = self._target(index)
+        return Table(self.buf, at) if at else None
+
+    def tables(self, index: int) -> list[Table]:
+        start, n = self.vector(index)
+        return [Table(self.buf, start + 4 * i + struct.unpack_from("<I", self.buf, start + 4 * i)[0])
+                for i in range(n)]
+
+    def ints(self, index: int) -> list[int]:
+        start, n = self.vector(index)
+        return list(struct.unpack_from(f"<{n}i", self.buf, start)) if n else []
+
+
+def _need(buf: bytes | bytearray, pos: int, size: int) -> None:
+    if pos < 0 or size < 0 or pos + size > len(buf):
+        raise ValueError(f"offset {pos}+{size} outside the {len(buf)}-byte file")
+
+
+def check_model(data: bytes | bytearray) -> None:
+    """Raise ValueError unless every structure an interpreter reads while loading lies inside `data`."""
+    model = Table.root(data)
+    codes = model.tables(1)
+    for code in codes:
+        code.scalar(0, "b")
+        code.scalar(3, "i")
+        code.vector(1, 1)
+    buffers = model.tables(4)
+    for buf in buffers:
+        buf.vector(0, 1)
+        offset, size = int(buf.scalar(1, "Q")), int(buf.scalar(2, "Q"))
+        if offset > 1:
+            _need(data, offset, size)
+    subgraphs = model.tables(2)
+    if not subgraphs:
+        raise ValueError("no subgraph")
+    for sg in subgraphs:
+        tensors = sg.tables(0)
+        n = len(tensors)
+        for t in tensors:
+            t.ints(0)
+            t.vector(3, 1)
+            if not 0 <= int(t.scalar(2, "I")) < max(len(buffers), 1):
+                raise ValueError("tensor buffer index out of range")
+            q = t.table(4)
+            if q is not None:
+                for field, size in ((0, 4), (1, 4), (2, 4), (3, 8)):
+                    q.vector(field, size)
+        for index_list in (sg.ints(1), sg.ints(2)):
+            _indices(index_list, n)
+        for op in sg.tables(3):
+            if not 0 <= int(op.scalar(0, "I")) < len(codes):
+                raise ValueError("operator code index out of range")
+            for field in (1, 2, 8):
+                _indices(op.ints(field), n)
+            op.table(4)
+            op.vector(5, 1)
+
+
+def _indices(values: list[int], n: int) -> None:
+    if any(not -1 <= v < n for v in values):
+        raise ValueError("tensor index out of range")
