@@ -43,6 +43,7 @@ THUMBNAIL_SIDE = (1024, 4096)  # the thumbnail's long side, at least / at most
 HEATMAP_SIDE = 1200  # the heatmap's long side (the tissue's bounding box), unless finer than the scan
 BLOCK_PIXELS = 768  # tiles are cut from regions of about this many scan pixels a side
 FSYNC_SECONDS = 5.0
+LOG_GROUP = 16  # tiles classified (and appended to tiles.csv) together, at least
 TILES_FILE, REPORT_FILE = "tiles.csv", "scan.json"
 TILES_HEADER = "row,col,x,y,probability"
 
@@ -353,7 +354,7 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
                 todo[r, c] = False
             if todo.any():
                 (out / REPORT_FILE).unlink(missing_ok=True)  # scan.json exists only for a complete scan
-            size = max(batch or runner.batch, runner.batch)
+            size = max(batch or 1, runner.batch, LOG_GROUP)
             counts = classify_tiles(slide, geometry, todo, runner, log, size,
                                     (lambda done: progress(resumed + done, total)) if progress else None)
         finally:

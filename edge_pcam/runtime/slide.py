@@ -259,7 +259,8 @@ class TiffSlide(Slide):
 
     def read_region(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         page, lv = self._pages[level], self.levels[level]
-        out = np.full((height, width, 3), WHITE, np.uint8)
+        inside = x >= 0 and y >= 0 and x + width <= lv.width and y + height <= lv.height
+        out = np.empty((height, width, 3), np.uint8) if inside else np.full((height, width, 3), WHITE, np.uint8)
         if page.is_tiled:
             th, tw = int(page.tilelength), int(page.tilewidth)
         else:
@@ -272,12 +273,12 @@ class TiffSlide(Slide):
         for ty in range(y0 // th, min(ny, (y1 - 1) // th + 1)):
             for tx in range(x0 // tw, min(nx, (x1 - 1) // tw + 1)):
                 seg = self._segment(level, ty * nx + tx)
-                if seg is None:
-                    continue
                 sy0, sx0 = ty * th, tx * tw
-                cy0, cy1 = max(y0, sy0), min(y1, sy0 + seg.shape[0])
-                cx0, cx1 = max(x0, sx0), min(x1, sx0 + seg.shape[1])
-                if cy1 > cy0 and cx1 > cx0:
+                cy0, cy1 = max(y0, sy0), min(y1, sy0 + th)
+                cx0, cx1 = max(x0, sx0), min(x1, sx0 + tw)
+                if seg is None:  # a tile the file leaves out (sparse TIFF) is glass
+                    out[cy0 - y:cy1 - y, cx0 - x:cx1 - x] = WHITE
+                else:
                     out[cy0 - y:cy1 - y, cx0 - x:cx1 - x] = seg[cy0 - sy0:cy1 - sy0, cx0 - sx0:cx1 - sx0]
         return out
 
