@@ -19,7 +19,7 @@ from edge_pcam.runtime.metrics import binary_metrics
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 INT8 = FIXTURES / "models" / "tiny_int8.tflite"
-LAB = "synthetic:240:11"  # another "lab": a seed the fixture model never saw
+LAB = "synthetic:100:11"  # another "lab": a seed the fixture model never saw
 
 
 def test_youden_threshold_on_a_hand_made_case():
@@ -84,8 +84,9 @@ def test_calibrate_refusals(tmp_path):
 
 def test_cli_calibrate(tmp_path):
     out = tmp_path / "new.tflite"
-    proc = subprocess.run([sys.executable, "-m", "edge_pcam", "calibrate", str(INT8), "--data", LAB,
-                           "--out", str(out)], capture_output=True, text=True)
+    lab = "synthetic:40:12"
+    proc = subprocess.run([sys.executable, "-m", "edge_pcam", "calibrate", str(INT8), "--data", lab,
+                           "--out", str(out), "--force"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "triage" in proc.stdout and "unchanged" in proc.stderr
-    assert read_metadata(out)["calibration"]["data"] == LAB
+    assert read_metadata(out)["calibration"]["data"] == lab
