@@ -260,8 +260,16 @@ def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 
 
 def top_tiles(probabilities: np.ndarray, k: int, stride: int) -> list[tuple[int, int]]:
-    """The k most probable tiles, skipping any that overlaps one already chosen (distinct places)."""
-    order = np.argsort(-np.nan_to_num(probabilities, nan=-1), axis=None)
+    """The k most probable tiles, skipping any that overlaps one already chosen (distinct places).
+
+    Equal probabilities (common with int8 outputs) are ordered by the mean of
+    the 3 x 3 neighbourhood, so a tile inside a positive region comes before
+    one on its edge.
+    """
+    p = np.nan_to_num(probabilities, nan=0.0)
+    padded = np.pad(p, 1)
+    neighbourhood = sum(padded[i:i + p.shape[0], j:j + p.shape[1]] for i in range(3) for j in range(3)) / 9
+    order = np.lexsort((-neighbourhood.ravel(), -np.nan_to_num(probabilities, nan=-1).ravel()))
     reach = math.ceil(TILE / stride)  # tiles closer than this many cells overlap
     chosen: list[tuple[int, int]] = []
     for flat in order:

@@ -235,6 +235,10 @@ def test_top_tiles_are_distinct_places():
     assert top_tiles(probs, 3, 48) == [(2, 2), (5, 5), (0, 0)]
     assert top_tiles(probs, 2, 96) == [(2, 2), (2, 3)]
     assert top_tiles(np.full((2, 2), np.nan), 3, 96) == []
+    # Ties go to the tile whose neighbours score higher: the middle of a region, not its edge.
+    tied = np.full((5, 5), 0.1, np.float32)
+    tied[1:4, 1:4] = 0.9
+    assert top_tiles(tied, 1, 96) == [(2, 2)]
 
 
 def test_tile_log_drops_a_line_cut_by_a_kill_and_refuses_other_settings(tmp_path):
