@@ -43,6 +43,7 @@ THUMBNAIL_SIDE = (1024, 4096)  # the thumbnail's long side, at least / at most
 HEATMAP_SIDE = 1200  # the heatmap's long side (the tissue's bounding box), unless finer than the scan
 BLOCK_PIXELS = 768  # tiles are cut from regions of about this many scan pixels a side
 FSYNC_SECONDS = 5.0
+PNG_LEVEL = 3  # zlib level for the PNGs: a third of the default's time, files about 10% larger
 LOG_GROUP = 16  # tiles classified (and appended to tiles.csv) together, at least
 TILES_FILE, REPORT_FILE = "tiles.csv", "scan.json"
 TILES_HEADER = "row,col,x,y,probability"
@@ -375,11 +376,11 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
             probabilities[r, c] = p
         values = np.array(list(done.values()), np.float64)
         top = top_tiles(probabilities, top_k, stride)
-        Image.fromarray(thumbnail).save(out / "thumbnail.png")
+        Image.fromarray(thumbnail).save(out / "thumbnail.png", compress_level=PNG_LEVEL)
         picture, picture_mpp, origin = _tissue_picture(slide, geometry, tissue, thumbnail, thumb_mpp)
         render_heatmap(picture, probabilities, stride, TILE, geometry.mpp / picture_mpp, origin,
                        {k: v for k, v in thresholds.items() if k in ("decision", "high_specificity")},
-                       top).save(out / "heatmap.png")
+                       top).save(out / "heatmap.png", compress_level=PNG_LEVEL)
         top_entries = _write_top_tiles(slide, geometry, top, probabilities, out, explainer)
         warnings = []
         if batch and batch > 1 and runner.batch != batch:

@@ -16,9 +16,10 @@ SATURATION_THRESHOLD = 0.07
 
 def saturation(rgb: np.ndarray) -> np.ndarray:
     """HSV saturation (max - min) / max of uint8 RGB, float32 in [0, 1] (0 for black)."""
-    rgb = rgb.astype(np.float32)
-    high, low = rgb.max(axis=-1), rgb.min(axis=-1)
-    return np.where(high > 0, (high - low) / np.maximum(high, 1), 0).astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    high = np.maximum(np.maximum(r, g), b)
+    low = np.minimum(np.minimum(r, g), b)
+    return ((high - low) / np.maximum(high, 1).astype(np.float32)).astype(np.float32)
 
 
 def footprints(count: int, stride: int, tile: int, scale: float, limit: int) -> tuple[np.ndarray, np.ndarray]:
