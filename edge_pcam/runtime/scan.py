@@ -283,10 +283,11 @@ def top_tiles(probabilities: np.ndarray, k: int, stride: int) -> list[tuple[int,
 
 
 def classify_tiles(slide: Slide, geometry: ScanGeometry, todo: np.ndarray, model: Any, log: TileLog,
-                   batch: int, progress: Callable[[int], None] | None = None) -> tuple[int, float, float]:
+                   batch: int, progress: Callable[[int], None] | None = None) -> tuple[int, float, float, float]:
     """Classify the tiles marked in `todo` in batches of `batch`, appending each batch to `log`.
 
-    Returns (tiles classified, seconds for the whole loop, seconds inside the interpreter).
+    Returns (tiles classified, seconds for the whole loop, CPU seconds of the process (every thread)
+    during it, seconds inside the interpreter).
     """
     cells: list[tuple[int, int]] = []
     pending: list[np.ndarray] = []
@@ -307,7 +308,7 @@ def classify_tiles(slide: Slide, geometry: ScanGeometry, todo: np.ndarray, model
         if progress:
             progress(done)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for block_cells, tiles in prefetch(iter_tiles(slide, geometry, todo)):
         cells.extend(block_cells)
         pending.append(tiles)
@@ -316,7 +317,7 @@ def classify_tiles(slide: Slide, geometry: ScanGeometry, todo: np.ndarray, model
     if cells:
         classify(len(cells))
     log.sync()
-    return done, time.perf_counter() - started, inference
+    return done, time.perf_counter() - started, time.process_time() - cpu_started, inference
 
 
 def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | None = None, *,
@@ -368,7 +369,7 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
                                     (lambda done: progress(resumed + done, total)) if progress else None)
         finally:
             log.close()
-        computed, tile_seconds, inference_seconds = counts
+        computed, tile_seconds, tile_cpu_seconds, inference_seconds = counts
         done = log.done
 
         probabilities = np.full((geometry.rows, geometry.cols), np.nan, np.float32)
@@ -415,7 +416,8 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
                               "definition": "positive tissue tiles / tissue tiles"},
             "top_tiles": top_entries,
             "warnings": warnings,
-            "timing": {"wall_seconds": wall, "tile_seconds": tile_seconds, "inference_seconds": inference_seconds,
+            "timing": {"wall_seconds": wall, "tile_seconds": tile_seconds, "tile_cpu_seconds": tile_cpu_seconds,
+                       "inference_seconds": inference_seconds,
                        "tiles_per_second": computed / tile_seconds if computed else None,
                        "definition": "tile_seconds: reading, resampling, inference and logging of the tiles "
                                      "classified in this run; wall_seconds adds opening, tissue mask and outputs"},
