@@ -62,11 +62,11 @@ def convert(
                       f"accuracy {f.parity['accuracy_drop_points']:+.2f} pt drop")
         elif f.parity and "correlation" in f.parity:
             detail = f"Grad-CAM correlation {f.parity['correlation']:.4f}"
-        out.print(f"{status} {f.path} ({f.size_bytes / 1e6:.2f} MB) {detail}")
+        out.print(f"{status} {f.path} ({f.size_bytes / 1e6:.2f} MB) {detail}", soft_wrap=True)
     if result.partition:
         p = result.partition
         out.print(f"Edge TPU: {p['ops_on_edgetpu']}/{p['op_count']} ops, {p['mac_share_on_edgetpu']:.1%} of MACs "
                   "would map" + (f"; cut at {p['first_unmappable']['op']} (op {p['first_unmappable']['index']})"
-                                 if p["first_unmappable"] else ""))
-    out.print(f"report: {result.summary_md}")
+                                 if p["first_unmappable"] else ""), soft_wrap=True)
+    out.print(f"report: {result.summary_md}", soft_wrap=True)
     result.raise_for_failures()
