@@ -40,3 +40,9 @@ demo: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(TFLITE_VENV) runs
+
+# The runtime on aarch64 under qemu user-mode emulation, compared with x86-64 (needs root;
+# caches an arm64 Debian root in ~/.cache/edge-pcam). Report: benchmarks/results/arm64-emulated.md
+.PHONY: arm-check
+arm-check: $(VENV)/.installed $(TFLITE_VENV)/.installed
+	bash devices/arm-emulation/run.sh

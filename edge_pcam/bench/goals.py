@@ -28,7 +28,7 @@ def performance_goals(result: dict[str, Any]) -> dict[str, Any]:
         default_runtime = resolve_runtime("auto").name
     except Exception:  # noqa: BLE001 - no interpreter at all: every goal is unmeasured
         default_runtime = None
-    threads = str(default_threads())
+    threads = str(_goal_threads(result["settings"]["threads"], default_threads()))
     int8 = _pick(rows, default_runtime)
     keras = next((r for r in rows if r["format"] == "keras-float"), None)
     tflite = next((r for r in rows if int8 and r["file"] == int8["file"] and r["runtime"] == TF_LITE), None)
@@ -64,6 +64,14 @@ def performance_goals(result: dict[str, Any]) -> dict[str, Any]:
                       "row": f"{row['label']} on {row['runtime']}" if row else None}
     goals["cold_start_and_memory"] = cold
     return goals
+
+
+def _goal_threads(measured: list[int], default: int) -> int:
+    """The runtime's default thread count (every core, up to 4) if measured, else the nearest below it."""
+    if default in measured:
+        return default
+    below = [t for t in measured if t <= default]
+    return max(below) if below else min(measured)
 
 
 def _pick(rows: list[dict[str, Any]], runtime: str | None) -> dict[str, Any] | None:

@@ -72,6 +72,9 @@ def run_bench(settings: BenchSettings, log: Log = lambda msg: None) -> dict[str,
     if not candidates:
         raise EdgePcamError(f"{settings.models}: no .tflite or .h5 model files found")
     runtimes, missing = resolve_runtimes(settings.runtimes)
+    if settings.device:
+        from edge_pcam.bench.reference import read_reference, reference_path
+        read_reference(reference_path(settings.device))  # a wrong --device fails now, not after the run
 
     dataset = open_dataset(settings.data)
     split = dataset.split(settings.split or default_split(dataset.splits))
@@ -83,13 +86,19 @@ def run_bench(settings: BenchSettings, log: Log = lambda msg: None) -> dict[str,
         raise DataError(f"{settings.data} ({split.name}): the {len(labels)} patches benchmarked hold one "
                         "class only; AUC and F1 need both (raise --limit or use another split)")
 
+    # the limit is measured before and after the rows, and the better kept: a busy machine only lowers it
+    peak = measure_machine_peak(settings, log) if settings.peak else None
     rows: list[dict[str, Any]] = []
     for cand in candidates:
-        for runtime in ([KERAS_RUNTIME] if cand.kind == KERAS else runtimes + missing):
+        for runtime in _row_runtimes(cand, runtimes + missing):
             log(f"{cand.label} on {runtime}")
             rows.append(measure_row(cand, runtime, images, labels, settings, runtime in missing))
 
-    peak = measure_machine_peak(settings, log) if settings.peak else None
+    if peak and peak.get("gmac_per_s"):
+        again = measure_machine_peak(settings, log)
+        rounds = [peak["gmac_per_s"], again.get("gmac_per_s") or 0.0]
+        peak = max(peak, again, key=lambda p: p.get("gmac_per_s") or 0.0)
+        peak["gmac_per_s_before_after"] = rounds
     result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -113,6 +122,13 @@ def run_bench(settings: BenchSettings, log: Log = lambda msg: None) -> dict[str,
         result["reference"] = compare_with_reference(rows, settings.device)
     result["duration_s"] = time.time() - started
     return result
+
+
+def _row_runtimes(cand: Candidate, runtimes: list[str]) -> list[str]:
+    """Keras files run in Keras; an unreadable file gets one row, not one per runtime."""
+    if cand.problem:
+        return ["n/a"]
+    return [KERAS_RUNTIME] if cand.kind == KERAS else runtimes
 
 
 def resolve_runtimes(requested: list[str] | None) -> tuple[list[str], list[str]]:
