@@ -69,7 +69,11 @@ class KerasEngine:
 
 
 def keras_available() -> bool:
-    return importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("tf_keras") is not None
+    """TensorFlow and tf_keras are importable (checked without importing them)."""
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in ("tensorflow", "tf_keras"))
+    except (ImportError, ValueError):
+        return False
 
 
 def load_keras(path: Path) -> Any:
