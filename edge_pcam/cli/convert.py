@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_pcam.cli.console import err, out
+from edge_pcam.cli.console import out
 from edge_pcam.cli.options import Data
 
 
@@ -51,9 +51,19 @@ def convert(
                 "max_drop": max_drop if max_drop is not None else chosen.get("max_drop", 1.0),
                 "batch": batch or chosen.get("batch", 1)}
 
+    from edge_pcam.cli.console import progress
     from edge_pcam.export.conversion import convert as run_conversion
-    result = run_conversion(model, out_dir, data, name=name, recipe=chosen or None,
-                            log=lambda msg: err.print(f"[dim]{msg}[/dim]"), **settings)
+    with progress(transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def advance(done: int, total: int) -> None:
+            if not tasks:
+                tasks["valid"] = bar.add_task("validation patches", total=total)
+            bar.update(tasks["valid"], completed=done)
+
+        result = run_conversion(model, out_dir, data, name=name, recipe=chosen or None,
+                                log=lambda msg: bar.console.print(f"[dim]{msg}[/dim]"), progress=advance,
+                                **settings)
     for f in result.files + ([result.companion] if result.companion else []):
         status = "[green]ok[/green]" if f.accepted else "[red]REJECTED[/red]"
         detail = ""

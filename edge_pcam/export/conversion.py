@@ -36,6 +36,7 @@ from edge_pcam.runtime.metadata import atomic_write_bytes, sha256_file, with_met
 from edge_pcam.runtime.metrics import operating_points
 
 Log = Callable[[str], None]
+Progress = Callable[[int, int], None]
 COMPANION_CHECK_PATCHES = 64
 PREDICT_BATCH = 256
 
@@ -75,7 +76,8 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
             formats: list[str] | None = None, companion: bool = True,
             representative: int = DEFAULTS["representative"], limit: int | None = None,
             max_drop: float = DEFAULTS["max_drop"], batch: int = 1, name: str = "edge_pcam",
-            recipe: dict[str, Any] | None = None, seed: int = 0, log: Log | None = None) -> ConversionResult:
+            recipe: dict[str, Any] | None = None, seed: int = 0, log: Log | None = None,
+            progress: Progress | None = None) -> ConversionResult:
     """Convert `model_path` (.h5, float or QAT) to `formats`, gate every file, write the report.
 
     `data` is a --data spec (or an opened PatchDataset): its valid split is the
@@ -83,6 +85,7 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
     train split the int8 calibration data (`representative` balanced patches).
     Gate failures are collected in `result.failures` (see `raise_for_failures`);
     bad input raises EdgePcamError subclasses before any file is written.
+    `log(message)` hears each step, `progress(done, total)` the validation pass.
     """
     say = log or (lambda _msg: None)
     check_formats(list(formats or []))
@@ -149,7 +152,7 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
             temps[fmt].write_bytes(with_metadata(converted[fmt], provisional))
 
         say(f"running Keras and {', '.join(converted)} on {len(rows):,} validation patches")
-        labels, keras_probs, file_probs = _predict_all(model, valid, rows, temps)
+        labels, keras_probs, file_probs = _predict_all(model, valid, rows, temps, progress)
 
         partition = None
         for fmt, data_ in converted.items():
@@ -230,7 +233,7 @@ def _temp_file(out_dir: Path, stem: str) -> Path:
     return Path(path)
 
 
-def _predict_all(model, valid, rows: np.ndarray, temps: dict[str, Path]
+def _predict_all(model, valid, rows: np.ndarray, temps: dict[str, Path], progress: Progress | None
                  ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """One pass over the validation rows: labels, Keras probabilities, each file's probabilities."""
     from edge_pcam.export.parity import keras_probabilities
@@ -246,6 +249,8 @@ def _predict_all(model, valid, rows: np.ndarray, temps: dict[str, Path]
         for fmt, runner in runners.items():
             file_probs[fmt][span] = runner.predict(images)
         done += len(images)
+        if progress is not None:
+            progress(done, len(rows))
     return valid.labels[rows], keras_probs, file_probs
 
 

@@ -74,8 +74,9 @@ def companion_function(model: keras.Model):
 
 def convert_companion(model: keras.Model) -> bytes:
     """The companion as a float32 TFLite flatbuffer (builtin ops only)."""
-    concrete = companion_function(model).get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    holder = tf.Module()
+    holder.gradcam = companion_function(model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([holder.gradcam.get_concrete_function()], holder)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     with _quiet():
         return converter.convert()
