@@ -150,27 +150,33 @@ class TileLog:
 
     def open(self) -> None:
         header = "# " + json.dumps(self.key, sort_keys=True)
-        if self.path.exists():
-            self._load(header)
+        if self.path.exists() and self._load(header):
             self._file = open(self.path, "a", encoding="utf-8")
         else:
             self._file = open(self.path, "w", encoding="utf-8")
             self._file.write(f"{header}\n{TILES_HEADER}\n")
             self.sync()
 
-    def _load(self, header: str) -> None:
+    def _load(self, header: str) -> bool:
+        """Read the results of an earlier run; False when it died before writing its header."""
         data = self.path.read_bytes()
         complete = data[:data.rfind(b"\n") + 1]  # a line cut by a kill is dropped
+        lines = complete.decode("utf-8", errors="replace").splitlines()
+        if len(lines) < 2:
+            return False
+        if lines[0] != header:
+            raise EdgePcamError(f"{self.path}: a scan with other settings (slide, model, stride or µm/px) is "
+                                "in this folder; use another --out or delete it")
+        try:
+            for line in lines[2:]:
+                row, col, _, _, prob = line.split(",")
+                self.done[(int(row), int(col))] = float(prob)
+        except ValueError:
+            raise EdgePcamError(f"{self.path}: damaged line {line!r}; delete the file to scan again") from None
         if len(complete) != len(data):
             with open(self.path, "r+b") as f:
                 f.truncate(len(complete))
-        lines = complete.decode("utf-8").splitlines()
-        if not lines or lines[0] != header:
-            raise EdgePcamError(f"{self.path}: an unfinished scan with other settings (slide, model, stride "
-                                "or µm/px) is in this folder; use another --out or delete it")
-        for line in lines[2:]:
-            row, col, _, _, prob = line.split(",")
-            self.done[(int(row), int(col))] = float(prob)
+        return True
 
     def append(self, cells: list[tuple[int, int]], origins: list[tuple[int, int]], probs: np.ndarray) -> None:
         self._file.write("".join(f"{r},{c},{x},{y},{p:.6f}\n" for (r, c), (x, y), p in zip(cells, origins, probs)))
