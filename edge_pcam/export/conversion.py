@@ -173,8 +173,10 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
             target = out_dir / f"{name}_{fmt}{suffix}.tflite"
             result.files.append(_place(target, with_metadata(data_, meta), parity, points))
             if not parity.passed:
+                stale = (f"; the {target.name} already there is from an earlier conversion"
+                         if target.exists() else "")
                 result.failures.append(f"{fmt}: {parity.reason}; put aside as {result.files[-1].path.name} "
-                                       f"({target.name} was not written)")
+                                       f"({target.name} was not written{stale})")
         result.partition = partition
 
         if "edgetpu" in formats:
@@ -262,8 +264,11 @@ def _parity_meta(p: Parity) -> dict[str, Any]:
 
 def _place(target: Path, content: bytes, parity: Parity, points: dict[str, Any]) -> ConvertedFile:
     """Write an accepted file under its name, a rejected one beside it as *.rejected.tflite."""
-    path = target if parity.passed else target.with_name(target.stem + ".rejected.tflite")
+    rejected = target.with_name(target.stem + ".rejected.tflite")
+    path = target if parity.passed else rejected
     _publish(path, content)
+    if parity.passed:
+        rejected.unlink(missing_ok=True)  # a failure from an earlier run no longer applies
     return ConvertedFile(parity.format, path, parity.passed, len(content), sha256_file(path), parity.as_dict(),
                          {k: v["threshold"] for k, v in points.items()}, points,
                          "" if parity.passed else parity.reason)
