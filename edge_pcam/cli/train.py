@@ -51,7 +51,11 @@ def train(
         chosen = chosen.with_overrides(overrides)
 
     from edge_pcam.training.fit import train as run_training
-    result = run_training(data, out_dir, chosen, strategy=strategy, tpu=tpu, resume=resume, overwrite=overwrite)
+    try:
+        result = run_training(data, out_dir, chosen, strategy=strategy, tpu=tpu, resume=resume, overwrite=overwrite)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: run the same command again to continue {out_dir} from its last finished epoch")
+        raise typer.Exit(130) from None
     if not result.is_chief:
         err.print(f"worker finished ({result.epochs_run} epochs); the chief wrote the run folder")
     else:

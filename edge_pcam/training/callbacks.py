@@ -147,6 +147,15 @@ class EarlyStopping(_Resumable):
         for row in rows:
             self.state.update(row.get(self.state.monitor), int(row["epoch"]))
 
+    def would_stop(self, rows: list[dict[str, float]]) -> bool:
+        """True when these completed epochs already met the stopping rule."""
+        replay = _Monitor(self.state.monitor, self.state.mode)
+        for row in rows:
+            replay.update(row.get(self.state.monitor), int(row["epoch"]))
+            if replay.wait >= self.patience:
+                return True
+        return False
+
     def on_epoch_end(self, epoch, logs=None):
         self.state.update((logs or {}).get(self.state.monitor), epoch + 1)
         if self.state.wait >= self.patience:

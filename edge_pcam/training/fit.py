@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.metrics import operating_points
 from edge_pcam.training import rundir
-from edge_pcam.training.recipe import Recipe
+from edge_pcam.training.recipe import Recipe, load_recipe
 from edge_pcam.training.rundir import RunDir, write_json_atomic
 from edge_pcam.training.strategy import STRATEGIES, make_strategy, worker_dir
 
@@ -72,23 +73,24 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     """Train the design's model on `data` with `recipe` into the run folder `out`.
 
     `recipe=None` or `data=None` are allowed with `resume` (taken from the run
-    folder). `verbose` is Keras's (1 bar, 2 a line per epoch; default: a bar on a
-    terminal, lines otherwise). Only the chief (or the single worker) writes `out`.
+    folder). `verbose` is Keras's (1 a progress bar, 2 a line per epoch, 0 our own
+    progress lines every 10% of an epoch through `log`); default: a bar on a
+    terminal, progress lines otherwise. Only the chief (or the single worker) writes `out`.
     `model_builder(recipe)` replaces the fresh build_model() (QAT fine-tuning starts
     from a trained model this way; it is called inside the strategy scope).
     """
     if strategy not in STRATEGIES:
-        raise rundir.EdgePcamError(f"unknown strategy '{strategy}' (use one of: {', '.join(STRATEGIES)})")
+        raise EdgePcamError(f"unknown strategy '{strategy}' (use one of: {', '.join(STRATEGIES)})")
     run = RunDir(Path(out))
     chief = _is_chief_from_env()
     if chief:
         recipe, data, resuming = rundir.prepare(run, recipe, data, resume=resume, overwrite=overwrite)
     else:
-        recipe = recipe or rundir.load_recipe(run / "recipe.toml")
+        recipe = recipe or load_recipe(run / "recipe.toml")
         data = data or run.saved_data_spec()
         resuming = run.started
     if data is None or recipe is None:
-        raise rundir.EdgePcamError("give --data and --recipe (nothing saved in the run folder)")
+        raise EdgePcamError("give --data and --recipe (nothing saved in the run folder)")
 
     info = make_strategy(strategy, tpu)
     import tensorflow as tf
@@ -115,8 +117,8 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     global_batch = t["batch_size"] * info.replicas
     steps_per_epoch = len(train_split) // global_batch
     if steps_per_epoch < 1:
-        raise rundir.EdgePcamError(f"{data}: {len(train_split)} training patches are fewer than one global batch "
-                                   f"({global_batch}); lower --batch-size")
+        raise EdgePcamError(f"{data}: {len(train_split)} training patches are fewer than one global batch "
+                            f"({global_batch}); lower --batch-size")
     is_tpu = info.name.startswith("tpu")
     if info.is_chief:
         (wrun / "recipe.toml").write_text(recipe.to_toml())
@@ -144,7 +146,9 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     o = recipe["optimizer"]
     epochs = t["epochs"]
     with info.strategy.scope():
-        model = compile_model(recipe, steps_per_epoch, model_builder(recipe) if model_builder is not None else None)
+        # On a TPU, run several steps per host round trip (Keras's usual TPU setting).
+        model = compile_model(recipe, steps_per_epoch, model_builder(recipe) if model_builder is not None else None,
+                              steps_per_execution=min(32, steps_per_epoch) if is_tpu else 1)
 
     history_read, history_write = run / "history.csv", wrun / "history.csv"
     ck = recipe["checkpoint"]
@@ -164,14 +168,28 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
                                               o["min_lr"], o["lr"], o["warmup_epochs"]))
     callbacks.append(cb.TensorBoardScalars(wrun / "logs"))
     # Last, so history.csv and best.h5 are on disk before the backup says the epoch is done.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run / "backup")))
+    # Kept after fit (deleted once metrics.json is written), so a kill while scoring loses nothing.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run / "backup"), delete_checkpoint=False))
+
+    # A resumed run that had already stopped early (killed while being scored) trains no further epoch.
+    done = cb.read_history(history_read) if resuming else []
+    fit_epochs = epochs
+    if early is not None and done and early.would_stop(done):
+        fit_epochs = int(done[-1]["epoch"])
 
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 0
     if verbose == 0:
         callbacks.insert(0, cb.ProgressLines(epochs, steps_per_epoch, write=log))
-    model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+    model.fit(train_ds, epochs=fit_epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
               callbacks=callbacks, verbose=verbose)
+    if history_cb.first_epoch is None:  # no epoch left to run: take the callbacks' state from the history
+        for c in (history_cb, best_cb, early):
+            if c is not None:
+                c.first_epoch = fit_epochs
+                c.resume(done)
+        if early is not None and early.would_stop(done):
+            early.stopped_epoch = fit_epochs
 
     from edge_pcam.training.modelio import load_model, save_model_atomic
     save_model_atomic(model, wrun / "final.h5")
@@ -210,7 +228,7 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     return result
 
 
-def compile_model(recipe: Recipe, steps_per_epoch: int, model=None):
+def compile_model(recipe: Recipe, steps_per_epoch: int, model=None, steps_per_execution: int = 1):
     """`model` (default: a fresh build_model()) compiled as the recipe says; call inside the strategy's scope."""
     import tf_keras as keras
 
@@ -224,7 +242,8 @@ def compile_model(recipe: Recipe, steps_per_epoch: int, model=None):
     else:
         lr = o["lr"]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=keras.losses.BinaryCrossentropy(),
-                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+                  steps_per_execution=steps_per_execution)
     return model
 
 
