@@ -122,7 +122,7 @@ def test_json_has_every_field(report):
 
     _, data, _ = report
     for key in ("schema_version", "created", "command", "machine", "data", "settings", "peak", "rows", "goals",
-                "reference", "plots", "duration_s", "companions"):
+                "paired", "reference", "plots", "duration_s", "companions"):
         assert key in data, key
     for key in ("cpu", "cores", "memory_gb", "os", "python", "packages"):
         assert data["machine"][key] is not None, key
@@ -158,6 +158,10 @@ def test_accuracy_agrees_across_runtimes_and_macs_are_counted(report):
 def test_goals_and_device_reference(report):
     _, data, md = report
     goals = data["goals"]
+    paired = data["paired"]
+    assert set(paired["p50_ms"]) == {"int8", "tf.lite", "keras"}
+    assert all(len(v) == paired["rounds"] * paired["calls"] for v in paired["samples_ms"].values())
+    assert goals["vs_keras"]["value"] == pytest.approx(paired["p50_ms"]["keras"] / paired["p50_ms"]["int8"])
     assert goals["vs_keras"]["value"] > 0 and goals["vs_keras"]["met"] in (True, False)
     assert goals["vs_tf_lite"]["value"] > 0
     assert goals["fraction_of_int8_limit"]["value"] is None  # --no-peak

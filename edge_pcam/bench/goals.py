@@ -12,7 +12,11 @@ reported as not measured, with the reason.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 KERAS_SPEEDUP_TARGET = 15.0
 TF_LITE_RATIO_TARGET = 1.0
@@ -23,29 +27,28 @@ def performance_goals(result: dict[str, Any]) -> dict[str, Any]:
     from edge_pcam.runtime.interpreter import TF_LITE, resolve_runtime
     from edge_pcam.runtime.interpreter import default_threads
 
-    rows = [r for r in result["rows"] if r["status"] == "ok"]
-    try:
-        default_runtime = resolve_runtime("auto").name
-    except Exception:  # noqa: BLE001 - no interpreter at all: every goal is unmeasured
-        default_runtime = None
-    threads = str(_goal_threads(result["settings"]["threads"], default_threads()))
-    int8 = _pick(rows, default_runtime)
-    keras = next((r for r in rows if r["format"] == "keras-float"), None)
-    tflite = next((r for r in rows if int8 and r["file"] == int8["file"] and r["runtime"] == TF_LITE), None)
+    default_runtime, threads, int8, keras, tflite = goal_rows(result)
+    threads = str(threads)
+    paired = result.get("paired") or {}
 
-    def p50(row: dict[str, Any] | None, key: str = threads) -> float | None:
+    def p50(row: dict[str, Any] | None, name: str) -> float | None:
+        if name in paired.get("p50_ms", {}):
+            return paired["p50_ms"][name]
         if row is None:
             return None
-        lat = row["latency"].get(key) or row["latency"].get("default")
+        lat = row["latency"].get(threads) or row["latency"].get("default")
         return lat["p50_ms"] / lat["batch"] if lat else None
 
     goals: dict[str, Any] = {"default_runtime": default_runtime, "threads": int(threads),
-                             "int8_file": int8["file"] if int8 else None}
-    a, b = p50(int8), p50(keras)
+                             "int8_file": int8["file"] if int8 else None,
+                             "method": (f"paired: {paired['rounds']} rounds of {paired['calls']} calls of each, "
+                                        "in rotating order, medians over all calls" if paired.get("rounds") else
+                                        "from the rows' latency at that thread count")}
+    a, b = p50(int8, "int8"), p50(keras, "keras")
     goals["vs_keras"] = _goal(b / a if a and b else None, KERAS_SPEEDUP_TARGET,
                               f"Keras float model(x, training=False) {_ms(b)} vs int8 on {default_runtime} "
                               f"{_ms(a)} per patch ({threads} threads)", "no int8 or Keras float row measured")
-    c = p50(tflite)
+    c = p50(tflite, "tf.lite")
     goals["vs_tf_lite"] = _goal(c / a if a and c else None, TF_LITE_RATIO_TARGET,
                                 f"tf.lite {_ms(c)} vs {default_runtime} {_ms(a)} per patch on the same int8 file "
                                 f"({threads} threads); above 1 means {default_runtime} is faster",
@@ -64,6 +67,59 @@ def performance_goals(result: dict[str, Any]) -> dict[str, Any]:
                       "row": f"{row['label']} on {row['runtime']}" if row else None}
     goals["cold_start_and_memory"] = cold
     return goals
+
+
+def goal_rows(result: dict[str, Any]) -> tuple[str | None, int, dict | None, dict | None, dict | None]:
+    """(default runtime, thread count, int8 row on it, Keras float row, the int8 file's tf.lite row)."""
+    from edge_pcam.runtime.interpreter import TF_LITE, default_threads, resolve_runtime
+
+    rows = [r for r in result["rows"] if r["status"] == "ok"]
+    try:
+        default_runtime = resolve_runtime("auto").name
+    except Exception:  # noqa: BLE001 - no interpreter at all: every goal is unmeasured
+        default_runtime = None
+    threads = _goal_threads(result["settings"]["threads"], default_threads())
+    int8 = _pick(rows, default_runtime)
+    keras = next((r for r in rows if r["format"] == "keras-float"), None)
+    tflite = next((r for r in rows if int8 and r["file"] == int8["file"] and r["runtime"] == TF_LITE), None)
+    return default_runtime, threads, int8, keras, tflite
+
+
+def measure_paired(result: dict[str, Any], patch: np.ndarray, rounds: int = 15, calls: int = 20,
+                   warmup: int = 10) -> dict[str, Any] | None:
+    """The goals' latencies measured side by side: rounds of `calls` single-patch calls of each
+    engine in rotating order, so that load from other work on a shared machine falls on all alike."""
+    from edge_pcam.bench.discover import describe_file
+    from edge_pcam.bench.engines import open_engine
+    from edge_pcam.runtime.interpreter import TF_LITE
+
+    default_runtime, threads, int8, keras, tflite = goal_rows(result)
+    if int8 is None:
+        return None
+    cand = describe_file(Path(int8["file"]))
+    engines = {"int8": open_engine(cand, default_runtime, threads)}
+    if tflite is not None:
+        engines["tf.lite"] = open_engine(cand, TF_LITE, threads)
+    if keras is not None:
+        engines["keras"] = open_engine(describe_file(Path(keras["file"])), "keras", threads)
+    if len(engines) < 2:
+        return None
+    samples: dict[str, list[float]] = {name: [] for name in engines}
+    for engine in engines.values():
+        for _ in range(warmup):
+            engine.predict(patch)
+    names = list(engines)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            predict = engines[name].predict
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                predict(patch)
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+    return {"rounds": rounds, "calls": calls, "threads": threads,
+            "p50_ms": {n: float(np.median(v)) for n, v in samples.items()},
+            "p95_ms": {n: float(np.percentile(v, 95)) for n, v in samples.items()},
+            "samples_ms": {n: np.round(v, 4).tolist() for n, v in samples.items()}}
 
 
 def _goal_threads(measured: list[int], default: int) -> int:

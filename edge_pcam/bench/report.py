@@ -113,7 +113,8 @@ def _goals(result: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "## Performance goals", "",
              f"The int8 file (`{Path(g['int8_file']).name if g.get('int8_file') else 'none'}`) through the default "
-             f"runtime ({g.get('default_runtime')}) at batch 1, {g.get('threads')} threads, in this run.", "",
+             f"runtime ({g.get('default_runtime')}) at batch 1, {g.get('threads')} threads, in this run; "
+             f"latencies {g.get('method')}.", "",
              "| Goal | Measured | Target | Met | How |", "|---|--:|--:|---|---|"]
     for key, name, unit in (("vs_keras", "faster than Keras float `model(x, training=False)`", "×"),
                             ("vs_tf_lite", "speed vs tf.lite on the same file", "×")):
@@ -133,7 +134,7 @@ def _goals(result: dict[str, Any]) -> list[str]:
                  f"{_num(tf.get('peak_rss_mb'), 0)} MB | — | — | peak RSS of those cold-start processes |")
     peak = result.get("peak") or {}
     if peak.get("method"):
-        lines += ["", f"Int8 arithmetic limit: {peak['gmac_per_s']:.0f} GMAC/s, measured with a {peak['method']} "
+        lines += ["", f"Int8 arithmetic limit: {peak['gmac_per_s']:.0f} GMAC/s, measured with an {peak['method']} "
                   f"({peak['ms_per_invoke']:.3f} ms for {peak['macs_per_invoke'] / 1e9:.2f} GMAC)."]
     elif peak.get("reason"):
         lines += ["", f"Int8 arithmetic limit not measured: {peak['reason']}."]

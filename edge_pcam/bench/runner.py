@@ -55,6 +55,7 @@ class BenchSettings:
     cold_start: bool = True
     peak: bool = True
     peak_model: Path | None = None
+    paired: bool = True
     seed: int = 0
     command: str = ""
 
@@ -113,8 +114,15 @@ def run_bench(settings: BenchSettings, log: Log = lambda msg: None) -> dict[str,
         "peak": peak,
         "rows": rows,
         "duration_s": None,
+        "paired": None,
     }
-    from edge_pcam.bench.goals import performance_goals
+    from edge_pcam.bench.goals import measure_paired, performance_goals
+    if settings.paired:
+        log("measuring the goals' latencies side by side")
+        try:
+            result["paired"] = measure_paired(result, images[:1])
+        except EdgePcamError as exc:
+            result["paired"] = {"reason": str(exc)}
     result["goals"] = performance_goals(result)
     result["reference"] = None
     if settings.device:

@@ -32,6 +32,8 @@ def bench(
     cold_start: Annotated[bool, typer.Option("--cold-start/--no-cold-start", help="Measure cold start and peak "
                                              "memory in a fresh process per row.")] = True,
     peak: Annotated[bool, typer.Option("--peak/--no-peak", help="Measure the machine's int8 arithmetic limit.")] = True,
+    paired: Annotated[bool, typer.Option("--paired/--no-paired", help="Measure the performance goals' latencies "
+                                         "side by side in rotating rounds (robust to a busy machine).")] = True,
     peak_model: Annotated[Optional[Path], typer.Option("--peak-model", help="The int8 FULLY_CONNECTED probe "
                                                        "file to time (default: built with TensorFlow and cached).")] = None,
 ) -> None:
@@ -52,7 +54,7 @@ def bench(
         models=models, data=data, out=out_dir, split=split,
         runtimes=[r for r in runtimes.split(",") if r.strip()] if runtimes else None,
         threads=thread_list, limit=limit, device=device, budget_s=budget, cold_start=cold_start,
-        peak=peak, peak_model=peak_model, command=command_line())
+        peak=peak, peak_model=peak_model, paired=paired, command=command_line())
     with err.status("benchmarking") as status:
         result = run_bench(settings, log=lambda msg: status.update(f"bench: {msg}"))
     files = write_report(result, out_dir)
