@@ -45,6 +45,7 @@ class Candidate:
     batch: int = 1
     metadata: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None   # why it cannot be benchmarked
+    tag: str = ""                # set when two files would otherwise share a label
 
     @property
     def size_bytes(self) -> int:
@@ -58,7 +59,7 @@ class Candidate:
             text += f" ({self.source.upper()})"
         if self.batch > 1:
             text += f", batch {self.batch}"
-        return text
+        return f"{text} [{self.tag}]" if self.tag else text
 
     @property
     def order(self) -> tuple[int, int, str]:
@@ -82,7 +83,12 @@ def find_models(folder: str | Path) -> tuple[list[Candidate], list[Path]]:
             companions.append(path)
         else:
             candidates.append(cand)
-    return sorted(candidates, key=lambda c: c.order), companions
+    candidates.sort(key=lambda c: c.order)
+    labels = [c.label for c in candidates]
+    for cand in candidates:
+        if labels.count(cand.label) > 1:
+            cand.tag = str(cand.path.relative_to(folder))
+    return candidates, companions
 
 
 def describe_file(path: Path) -> Candidate:

@@ -143,6 +143,9 @@ def test_discovery_reads_metadata_not_names(tmp_path):
     assert by_name["data.h5"].problem and "without a Keras model" in by_name["data.h5"].problem
     assert [p.name for p in companions] == ["x.tflite"]
     assert [c.format for c in candidates][:2] == ["keras-float", "keras-qat"]  # report order, not file order
+    shutil.copy(FIXTURE_MODELS / "tiny_int8.tflite", tmp_path / "again.tflite")
+    labels = [c.label for c in find_models(tmp_path)[0]]
+    assert len(labels) == len(set(labels)) and any("again.tflite" in label for label in labels)
     text = tmp_path / "fake.tflite"
     text.write_text("not a model")
     assert describe_file(text).problem
