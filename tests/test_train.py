@@ -269,3 +269,82 @@ def test_cosine_recipe_trains(tmp_path):
     lrs = [row["lr"] for row in result.history]
     assert len(lrs) == 2 and lrs[1] < 1e-3
     assert tomllib.loads((tmp_path / "run" / "recipe.toml").read_text())["optimizer"]["lr_schedule"] == "cosine"
+
+
+def test_auto_strategy_stays_local(monkeypatch):
+    """`auto` picks the CPU here without opening any connection (no TPU metadata probe)."""
+    import tensorflow as tf
+
+    from edge_pcam.training import strategy as st
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("auto strategy tried to open a network connection")
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(st, "_local_tpu_present", lambda: False)
+    info = st.make_strategy("auto")
+    expected = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    assert info.name.startswith(expected) and info.is_chief and info.replicas >= 1
+
+
+def test_strategy_misuse_is_reported(monkeypatch):
+    import tensorflow as tf
+
+    from edge_pcam.errors import RuntimeUnavailableError
+    from edge_pcam.training import strategy as st
+    with pytest.raises(EdgePcamError, match="unknown strategy 'fast'"):
+        st.make_strategy("fast")
+    with pytest.raises(EdgePcamError, match="--strategy tpu or auto"):
+        st.make_strategy("cpu", tpu="grpc://127.0.0.1:1")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(EdgePcamError, match="needs TF_CONFIG"):
+        st.make_strategy("multi-worker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(EdgePcamError, match="TF_CONFIG is not valid JSON"):
+        st.make_strategy("multi-worker")
+    with pytest.raises(RuntimeUnavailableError, match="grpc://HOST:PORT"):
+        st._check_reachable("grpc://127.0.0.1")
+    if not tf.config.list_physical_devices("GPU"):
+        with pytest.raises(RuntimeUnavailableError, match="no GPU"):
+            st.make_strategy("gpu")
+
+
+@pytest.mark.parametrize("config, chief", [
+    (None, True),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, True),
+    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, False),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, False),
+    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, True),
+])
+def test_chief_is_read_from_tf_config(monkeypatch, config, chief):
+    from edge_pcam.training.fit import _is_chief_from_env
+    if config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    assert _is_chief_from_env() is chief
+
+
+@pytest.mark.parametrize("early_stop", [False, True])
+def test_kill_while_scoring_then_rerun_trains_no_more(tmp_path, monkeypatch, early_stop):
+    """Training done, killed while best.h5 was being scored: the rerun only scores (no epoch added)."""
+    from edge_pcam.training import fit
+    extra = {"early_stopping.patience": 0, "training.epochs": 3} if early_stop else {"early_stopping.enabled": False}
+    recipe = tiny(**extra)
+    out = tmp_path / "run"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit, "_predict", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fit.train("synthetic:64", out, recipe, strategy="cpu", verbose=0, log=lambda m: None)
+    assert not (out / "metrics.json").exists() and (out / "backup").is_dir()
+    before = (out / "history.csv").read_text()
+    monkeypatch.undo()
+    result = fit.train("synthetic:64", out, recipe, strategy="cpu", verbose=0, log=lambda m: None)
+    assert (out / "history.csv").read_text() == before
+    assert result.epochs_run == (1 if early_stop else 2) and result.stopped_early is early_stop
+    assert result.metrics["best_epoch"] >= 1 and (out / "metrics.json").is_file()
