@@ -186,3 +186,13 @@ def test_hdf5_inputs(tmp_path, model):
     assert len(result.predictions) == len(x) and len(result.errors) == 3
     reasons = " ".join(e.error for e in result.errors)
     assert "dataset 'x'" in reasons and "decompress" in reasons and "HDF5" in reasons
+
+
+@pytest.mark.real_data
+def test_real_subset_patches(subset_dir, model, tmp_path):
+    """Real PCam JPEGs from the subset go through the whole path (nothing is written or kept)."""
+    files = sorted((subset_dir / "valid").rglob("*.jpg"))[:32]
+    result = classify(files, model)
+    assert not result.errors and len(result.predictions) == len(files)
+    from edge_pcam.runtime.images import load_patches
+    np.testing.assert_array_equal([p.probability for p in result.predictions], model.predict(load_patches(files)))
