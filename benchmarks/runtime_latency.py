@@ -367,9 +367,10 @@ numbers). XNNPACK then takes both products and the graph is two partitions aroun
 tf.lite. Its cost in accuracy is int8 rounding noise: on 400 synthetic patches with the fixture
 model, probabilities moved by 0.005 on average and at most 0.023 (six 1/256 steps), and 3 labels
 of 400, all that close to the threshold, flipped (tests/runtime/test_interpreter.py bounds the
-change). Because of those few flips the exporter should apply the same rewrite when it writes int8
-files (`symmetric_matmul_operands(flatbuffer)`; then `load_model` finds nothing to change), so that
-the validation metrics stored in a file are measured on exactly the numbers the device computes;
+change). The exporter (edge_pcam.export.conversion) measures the metrics and thresholds it stores
+through `load_model`, so they describe the numbers the device computes. Writing the rewrite into
+the file at conversion (`symmetric_matmul_operands(flatbuffer)`; `load_model` then finds nothing
+to change) would make the file itself match for interpreters outside edge-pcam too.
 `load_model(..., as_converted=True)` runs a file's bytes unchanged.
 """
 
