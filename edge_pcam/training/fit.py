@@ -99,7 +99,7 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     from edge_pcam.data.tfdata import make_dataset
     from edge_pcam.runtime.datasets import open_dataset
     from edge_pcam.training import callbacks as cb
-    from edge_pcam.training.splits import carve_tuning
+    from edge_pcam.training.splits import carve_tuning, limit_train
     from edge_pcam.training.versions import versions
 
     wdir = worker_dir(run.path, info)
@@ -112,6 +112,8 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     tuning_split = None
     if t["tune_from_train"]:
         train_split, tuning_split = carve_tuning(train_split, t["tune_from_train"], t["seed"])
+    if t["train_limit"]:
+        train_split = limit_train(train_split, t["train_limit"], t["seed"])
     selection_split = tuning_split if tuning_split is not None else valid_split
 
     global_batch = t["batch_size"] * info.replicas

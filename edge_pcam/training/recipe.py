@@ -25,7 +25,7 @@ REPO_RECIPES = Path(__file__).resolve().parents[2]
 SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "model": {"l2": ("float>=0", 1e-4), "dropout": ("fraction", 0.5)},
     "training": {"batch_size": ("int>0", 64), "epochs": ("int>0", 30), "seed": ("int>=0", 0),
-                 "tune_from_train": ("int>=0", 0)},
+                 "tune_from_train": ("int>=0", 0), "train_limit": ("int>=0", 0)},
     "optimizer": {"name": (("adam",), "adam"), "lr": ("float>0", 1e-3),
                   "lr_schedule": (("plateau", "cosine", "constant"), "plateau"),
                   "warmup_epochs": ("int>=0", 0), "min_lr": ("float>=0", 0.0)},
