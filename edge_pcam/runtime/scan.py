@@ -139,12 +139,14 @@ class TileLog:
 
     The first line is `# ` and the JSON of the settings that determine the
     results; a file with other settings is refused rather than mixed in.
+    `probabilities` is the (rows, cols) grid of results so far, NaN where a
+    tile has none: 4 bytes a grid cell, whatever the number of tiles.
     """
 
-    def __init__(self, path: Path, key: dict[str, Any]):
+    def __init__(self, path: Path, key: dict[str, Any], shape: tuple[int, int]):
         self.path = path
         self.key = key
-        self.done: dict[tuple[int, int], float] = {}
+        self.probabilities = np.full(shape, np.nan, np.float32)
         self._file = None
         self._last_sync = time.monotonic()
 
@@ -170,8 +172,8 @@ class TileLog:
         try:
             for line in lines[2:]:
                 row, col, _, _, prob = line.split(",")
-                self.done[(int(row), int(col))] = float(prob)
-        except ValueError:
+                self.probabilities[int(row), int(col)] = float(prob)
+        except (ValueError, IndexError):
             raise EdgePcamError(f"{self.path}: damaged line {line!r}; delete the file to scan again") from None
         if len(complete) != len(data):
             with open(self.path, "r+b") as f:
@@ -181,10 +183,15 @@ class TileLog:
     def append(self, cells: list[tuple[int, int]], origins: list[tuple[int, int]], probs: np.ndarray) -> None:
         self._file.write("".join(f"{r},{c},{x},{y},{p:.6f}\n" for (r, c), (x, y), p in zip(cells, origins, probs)))
         self._file.flush()  # in the kernel's hands: survives the process being killed
-        for cell, p in zip(cells, probs):
-            self.done[cell] = float(f"{p:.6f}")
+        for (r, c), p in zip(cells, probs):
+            self.probabilities[r, c] = float(f"{p:.6f}")
         if time.monotonic() - self._last_sync > FSYNC_SECONDS:
             self.sync()
+
+    @property
+    def done(self) -> np.ndarray:
+        """Boolean grid: tiles with a result."""
+        return ~np.isnan(self.probabilities)
 
     def sync(self) -> None:
         self._file.flush()
@@ -360,14 +367,12 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
         key = {"slide": str(Path(image).resolve()), "slide_bytes": Path(image).stat().st_size,
                "model_sha256": model_sha, "stride": stride, "mpp": round(geometry.mpp, 6),
                "level": geometry.level, "grid": [geometry.rows, geometry.cols]}
-        log = TileLog(out / TILES_FILE, key)
+        log = TileLog(out / TILES_FILE, key, (geometry.rows, geometry.cols))
         log.open()
         try:
-            resumed = len(log.done)
+            resumed = int(log.done.sum())
             total = int(tissue.sum())
-            todo = tissue.copy()
-            for r, c in log.done:
-                todo[r, c] = False
+            todo = tissue & ~log.done
             if todo.any():
                 (out / REPORT_FILE).unlink(missing_ok=True)  # scan.json exists only for a complete scan
             size = max(batch or 1, runner.batch, LOG_GROUP)
@@ -376,12 +381,8 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
         finally:
             log.close()
         computed, tile_seconds, tile_cpu_seconds, inference_seconds = counts
-        done = log.done
-
-        probabilities = np.full((geometry.rows, geometry.cols), np.nan, np.float32)
-        for (r, c), p in done.items():
-            probabilities[r, c] = p
-        values = np.array(list(done.values()), np.float64)
+        probabilities = log.probabilities
+        values = probabilities[log.done].astype(np.float64)
         top = top_tiles(probabilities, top_k, stride)
         Image.fromarray(thumbnail).save(out / "thumbnail.png", compress_level=PNG_LEVEL)
         picture, picture_mpp, origin = _tissue_picture(slide, geometry, tissue, thumbnail, thumb_mpp)

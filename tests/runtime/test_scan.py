@@ -243,16 +243,17 @@ def test_top_tiles_are_distinct_places():
 
 def test_tile_log_drops_a_line_cut_by_a_kill_and_refuses_other_settings(tmp_path):
     path = tmp_path / "tiles.csv"
-    log = TileLog(path, {"stride": 96})
+    log = TileLog(path, {"stride": 96}, (2, 4))
     log.open()
     log.append([(0, 1), (0, 2)], [(96, 0), (192, 0)], np.array([0.25, 0.75]))
     log.close()
     with open(path, "a") as f:
         f.write("0,3,288,0,0.5")  # no newline: the process died mid-write
-    again = TileLog(path, {"stride": 96})
+    again = TileLog(path, {"stride": 96}, (2, 4))
     again.open()
     again.close()
-    assert again.done == {(0, 1): 0.25, (0, 2): 0.75}
+    assert np.argwhere(again.done).tolist() == [[0, 1], [0, 2]]
+    assert again.probabilities[0, 1:3].tolist() == [0.25, 0.75]
     assert path.read_text().endswith("0.750000\n")
     with pytest.raises(EdgePcamError, match="other settings"):
-        TileLog(path, {"stride": 48}).open()
+        TileLog(path, {"stride": 48}, (2, 4)).open()
