@@ -181,14 +181,18 @@ def test_bad_input_gives_one_line_messages(tmp_path, small_slide, model_file):
     Image.fromarray(np.full((500, 500, 3), 200, np.uint8)).save(no_mpp)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
+    alone = tmp_path / "alone" / model_file.name  # the model without its Grad-CAM companion
+    alone.parent.mkdir()
+    shutil.copy(model_file, alone)
     cases = [
         ((text, "--out", tmp_path / "o1"), "not an image or slide"),
         ((cut, "--out", tmp_path / "o2"), "truncated"),
         ((no_mpp, "--out", tmp_path / "o3"), "--mpp"),
         ((small_slide.path, "--out", blocker / "sub"), "cannot write the output folder"),
+        ((small_slide.path, "--out", tmp_path / "o5", "--explain", "--model", alone), "companion"),
     ]
     for args, message in cases:
-        result = run_cli(*args, "--model", model_file)
+        result = run_cli("--model", model_file, *args)  # a later --model wins
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
         assert lines[0].startswith("edge-pcam: error: ")
