@@ -215,18 +215,28 @@ run_host() {  # run_host NAME PYTHON RUNTIME
       --out "$OUT/$name/$base/gradcam" >/dev/null 2>"$OUT/$name/$base/gradcam.log") || log "$name $base: gradcam failed"
   done
 }
+failed() {  # failed LOG WHAT: record how a command ended (a crash by its signal) as the log's last line
+  local rc=$1 log=$2 what=$3
+  if [ "$rc" -gt 128 ]; then
+    echo "$what crashed: signal SIG$(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128))) (exit status $rc)" >> "$log"
+  else
+    echo "$what failed: exit status $rc" >> "$log"
+  fi
+}
 run_arm() {  # run_arm CPU VENV RUNTIME
   local cpu=$1 venv=$2 runtime=$3 name="aarch64-$1-$3" m base
   for m in "$ROOT"/work/models/*.tflite; do
     base=$(basename "$m" .tflite)
     "$PYTHON" "$REPO/devices/arm-emulation/check.py" is-classifier "$m" || continue
     mkdir -p "$ROOT/work/out/$name/$base"
-    in_root "$cpu" "/opt/$venv/bin/python" -m edge_pcam predict /work/patches --model "/work/models/$base.tflite" \
-      --runtime "$runtime" --threads 1 --json "/work/out/$name/$base/predict.json" \
-      >/dev/null 2>"$ROOT/work/out/$name/$base/predict.log" || log "$name $base: predict failed"
-    in_root "$cpu" "/opt/$venv/bin/python" -m edge_pcam gradcam /work/patches --model "/work/models/$base.tflite" \
-      --runtime "$runtime" --threads 1 --out "/work/out/$name/$base/gradcam" \
-      >/dev/null 2>"$ROOT/work/out/$name/$base/gradcam.log" || log "$name $base: gradcam failed"
+    local dir=$ROOT/work/out/$name/$base rc=0
+    (in_root "$cpu" "/opt/$venv/bin/python" -m edge_pcam predict /work/patches --model "/work/models/$base.tflite" \
+      --runtime "$runtime" --threads 1 --json "/work/out/$name/$base/predict.json" >/dev/null 2>"$dir/predict.log") || rc=$?
+    [ "$rc" = 0 ] || { failed "$rc" "$dir/predict.log" "edge-pcam predict"; log "$name $base: predict failed ($rc)"; }
+    rc=0
+    (in_root "$cpu" "/opt/$venv/bin/python" -m edge_pcam gradcam /work/patches --model "/work/models/$base.tflite" \
+      --runtime "$runtime" --threads 1 --out "/work/out/$name/$base/gradcam" >/dev/null 2>"$dir/gradcam.log") || rc=$?
+    [ "$rc" = 0 ] || { failed "$rc" "$dir/gradcam.log" "edge-pcam gradcam"; log "$name $base: gradcam failed ($rc)"; }
   done
   cp -r "$ROOT/work/out/$name" "$OUT/"
 }
