@@ -11,7 +11,7 @@ import sys
 import typer
 
 from edge_pcam.cli import bench as bench_cmd
-from edge_pcam.cli import calibrate, data, gradcam, info, predict
+from edge_pcam.cli import calibrate, data, demo, gradcam, info, predict
 from edge_pcam.cli import scan as scan_cmd
 from edge_pcam.cli import evaluate as evaluate_cmd
 from edge_pcam.cli import train as train_cmd
@@ -37,6 +37,7 @@ app.command("train")(train_cmd.train)
 app.command("qat")(qat_cmd.qat)
 app.command("convert")(convert_cmd.convert)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:
