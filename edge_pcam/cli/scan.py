@@ -52,7 +52,8 @@ def scan(
     out.print(f"{image}: {tiles['tissue']:,} tissue tiles of {tiles['grid'][0] * tiles['grid'][1]:,} "
               f"at {report['settings']['mpp']:.3f} µm/px ({tiles['computed']:,} classified now, "
               f"{tiles['resumed']:,} from an earlier run), model {Path(model_info['path']).name} "
-              f"(batch {model_info['inference_batch']})")
+              f"run as {Path(model_info['inference_file']).name} (batch {model_info['inference_batch']}) "
+              f"on {model_info['runtime']}")
     for name, burden in report["tumour_burden"].items():
         if isinstance(burden, dict) and burden["fraction"] is not None:
             out.print(f"tumour burden at {name} threshold {burden['threshold']:.3f}: "
