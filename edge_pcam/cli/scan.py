@@ -31,7 +31,7 @@ def scan(
     """Scan a slide at PCam's magnification over tissue only; a killed scan resumes where it stopped."""
     from edge_pcam.runtime.scan import scan_slide
 
-    bar = progress(transient=not err.is_terminal)
+    bar = progress()
     task = None
 
     def update(done: int, total: int) -> None:
@@ -43,9 +43,11 @@ def scan(
 
     try:
         report = scan_slide(image, out_dir, model, stride=stride, mpp=mpp, batch=batch, top_k=top_k,
-                            explain=explain, runtime=runtime, threads=threads, progress=update)
+                            explain=explain, runtime=runtime, threads=threads,
+                            progress=update if err.is_terminal else None)  # no bar in logs
     finally:
-        bar.stop()
+        if task is not None:
+            bar.stop()
     for warning in report["warnings"]:
         err.print(f"[yellow]warning:[/] {warning}")
     tiles, model_info = report["tiles"], report["model"]
