@@ -25,6 +25,9 @@ def scan(
                                                  min=1)] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="How many suspicious tiles to report.", min=0)] = 8,
     explain: Annotated[bool, typer.Option("--explain", help="Also save Grad-CAM overlays of the top tiles.")] = False,
+    reader: Annotated[str, typer.Option("--reader", help="auto (tifffile for TIFF/SVS/NDPI, Pillow for PNG/JPEG, "
+                                        "openslide for other formats), tifffile, openslide, tiffslide or pillow.")
+                      ] = "auto",
     runtime: Runtime = "auto",
     threads: Annotated[Optional[int], typer.Option("--threads", help="Interpreter threads.", min=1)] = None,
 ) -> None:
@@ -43,7 +46,7 @@ def scan(
 
     try:
         report = scan_slide(image, out_dir, model, stride=stride, mpp=mpp, batch=batch, top_k=top_k,
-                            explain=explain, runtime=runtime, threads=threads,
+                            explain=explain, runtime=runtime, threads=threads, reader=reader,
                             progress=update if err.is_terminal else None)  # no bar in logs
     finally:
         if task is not None:
