@@ -30,6 +30,8 @@ def scan(
                       ] = "auto",
     runtime: Runtime = "auto",
     threads: Annotated[Optional[int], typer.Option("--threads", help="Interpreter threads.", min=1)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="Edge TPU (usb, pci or :N) for a model "
+                                                  "compiled with edgetpu_compiler.")] = None,
 ) -> None:
     """Scan a slide at PCam's magnification over tissue only; a killed scan resumes where it stopped."""
     from edge_pcam.runtime.scan import scan_slide
@@ -46,7 +48,7 @@ def scan(
 
     try:
         report = scan_slide(image, out_dir, model, stride=stride, mpp=mpp, batch=batch, top_k=top_k,
-                            explain=explain, runtime=runtime, threads=threads, reader=reader,
+                            explain=explain, runtime=runtime, threads=threads, device=device, reader=reader,
                             progress=update if err.is_terminal else None)  # no bar in logs
     finally:
         if task is not None:

@@ -336,11 +336,12 @@ def classify_tiles(slide: Slide, geometry: ScanGeometry, todo: np.ndarray, model
 def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | None = None, *,
                stride: int = TILE, mpp: float | None = None, batch: int | None = None, top_k: int = 8,
                explain: bool = False, runtime: str = "auto", threads: int | None = None,
-               reader: str = "auto", progress: Progress | None = None) -> dict[str, Any]:
+               device: str | None = None, reader: str = "auto", progress: Progress | None = None) -> dict[str, Any]:
     """Scan `image` with the .tflite `model` (None: the bundled one) and write the outputs to `out`.
 
     Returns the report (also written as scan.json). `batch` picks a batched
-    conversion beside the model with that batch (None: the largest there is).
+    conversion beside the model with that batch (None: the largest there is);
+    `device` is an Edge TPU for a compiled model (see `load_model`).
     """
     from edge_pcam.runtime.interpreter import load_model
 
@@ -353,9 +354,9 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
     try:
         slide.require_mpp()
         geometry = plan_geometry(slide, stride)
-        base = load_model(model, runtime=runtime, threads=threads)
+        base = load_model(model, runtime=runtime, threads=threads, device=device)
         variant = find_batched_variant(base.path, base.metadata, batch)
-        runner = load_model(variant, runtime=runtime, threads=threads) if variant else base
+        runner = load_model(variant, runtime=runtime, threads=threads, device=device) if variant else base
         explainer = (base, _load_companion(base)) if explain else None
         thresholds = base.thresholds
         decision = thresholds.get("decision", 0.5)
