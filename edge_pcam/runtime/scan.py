@@ -33,7 +33,7 @@ from PIL import Image
 from edge_pcam.errors import EdgePcamError, ModelFileError
 from edge_pcam.runtime.metadata import atomic_write_bytes, read_metadata, sha256_file
 from edge_pcam.runtime.scan_heatmap import render_heatmap
-from edge_pcam.runtime.slide import PCAM_MPP, Slide, open_slide
+from edge_pcam.runtime.slide import LEVEL_TOLERANCE, PCAM_MPP, Slide, open_slide
 from edge_pcam.runtime.tissue import SATURATION_THRESHOLD, tissue_tiles
 
 TILE = 96
@@ -395,6 +395,10 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
         if batch and batch > 1 and runner.batch != batch:
             warnings.append(f"no conversion with batch {batch} beside {base.path.name}; the interpreter ran "
                             f"batch {runner.batch} (make one with `edge-pcam convert --batch {batch}`)")
+        level_mpp = slide.level_mpp(geometry.level)
+        if level_mpp > PCAM_MPP * (1 + LEVEL_TOLERANCE):
+            warnings.append(f"the slide's finest level is {level_mpp:.3g} µm/px, coarser than PCam's {PCAM_MPP}: "
+                            "tiles were upsampled and the model sees less detail than it was trained on")
         if total == 0:
             warnings.append(f"no tissue found: no tile reaches HSV saturation {SATURATION_THRESHOLD} "
                             "(PCam's background rule); nothing was classified")

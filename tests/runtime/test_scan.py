@@ -201,9 +201,10 @@ def test_bad_input_gives_one_line_messages(tmp_path, small_slide, model_file):
 def test_glass_only_image_reports_no_tissue_and_exits_zero(tmp_path, model_file):
     glass = tmp_path / "glass.png"
     Image.fromarray(np.full((700, 900, 3), (243, 241, 245), np.uint8)).save(glass)
-    result = run_cli(glass, "--out", tmp_path / "out", "--model", model_file, "--mpp", "0.486")
+    # 2 µm/px (a 5x scan) is coarser than PCam's 0.972: upsampled, with a warning too.
+    result = run_cli(glass, "--out", tmp_path / "out", "--model", model_file, "--mpp", "2")
     assert result.returncode == 0, result.stderr
-    assert "warning" in result.stderr and "no tissue" in result.stderr
+    assert "warning" in result.stderr and "no tissue" in result.stderr and "upsampled" in result.stderr
     report = json.loads((tmp_path / "out" / "scan.json").read_text())
     assert report["tiles"]["tissue"] == 0 and report["top_tiles"] == []
     assert report["tumour_burden"]["decision"]["fraction"] is None
