@@ -144,18 +144,36 @@ def run_worker(python: Path, cfg: dict) -> dict | None:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def cold_start(python: Path, args: list[str], repeats: int = 5) -> dict:
-    """Median wall time and peak RSS of a fresh process running `args`."""
+COLD_WRAPPER = """
+import atexit, runpy, sys
+out, kind, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
+def peak():  # VmHWM: this process's own peak RSS (ru_maxrss would include the forking parent's)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            open(out, "w").write(line.split()[1])
+atexit.register(peak)
+if kind == "module":
+    sys.argv = rest
+    runpy.run_module(rest[0], run_name="__main__", alter_sys=True)
+else:
+    exec(rest[0])
+"""
+
+
+def cold_start(python: Path, kind: str, args: list[str], repeats: int = 5) -> dict:
+    """Median wall time and peak RSS of a fresh process running a module (`kind` "module", args[0] the
+    module) or code (`kind` "code")."""
     walls, rss = [], []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        proc = subprocess.Popen([str(python), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                cwd=REPO)
-        _, status, usage = os.wait4(proc.pid, 0)
-        walls.append(time.perf_counter() - t)
-        rss.append(usage.ru_maxrss / 1024)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError(f"{args} failed")
+    with tempfile.TemporaryDirectory() as tmp:
+        hwm = Path(tmp) / "hwm"
+        for _ in range(repeats):
+            t = time.perf_counter()
+            proc = subprocess.run([str(python), "-c", COLD_WRAPPER, str(hwm), kind, *args],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
+            walls.append(time.perf_counter() - t)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{args} failed: {proc.stderr[-500:]}")
+            rss.append(int(hwm.read_text()) / 1024)
     return {"wall_s": statistics.median(walls), "wall_min_s": min(walls), "peak_rss_mb": statistics.median(rss)}
 
 
@@ -279,12 +297,12 @@ def run(models: dict[str, Path], quick: bool, tmp: Path) -> None:
             report["knobs"].append(res)
             print(f"knob {knob}={value}: p50 {res['p50_ms']:.3f} ms cores {res['cores']:.2f} "
                   f"{res['partitions'].get('builtin_kinds')}", file=sys.stderr)
-    predict = ["-m", "edge_pcam", "predict", str(one), "--model", str(models["int8"])]
-    report["cold_start"]["predict_litert"] = cold_start(VENV_PY, predict)
+    predict = ["edge_pcam", "predict", str(one), "--model", str(models["int8"])]
+    report["cold_start"]["predict_litert"] = cold_start(VENV_PY, "module", predict)
     if have_tflite:
-        report["cold_start"]["predict_tflite_runtime"] = cold_start(TFLITE_PY, predict)
-    report["cold_start"]["import_tensorflow"] = cold_start(VENV_PY, ["-c", "import tensorflow"])
-    report["cold_start"]["python_only"] = cold_start(VENV_PY, ["-c", "pass"])
+        report["cold_start"]["predict_tflite_runtime"] = cold_start(TFLITE_PY, "module", predict)
+    report["cold_start"]["import_tensorflow"] = cold_start(VENV_PY, "code", ["import tensorflow"])
+    report["cold_start"]["python_only"] = cold_start(VENV_PY, "code", ["pass"])
     for k, v in report["cold_start"].items():
         print(f"cold start {k}: {v}", file=sys.stderr)
     report["machine"]["load_average_end"] = os.getloadavg()
@@ -335,7 +353,7 @@ def markdown(r: dict) -> str:
                          f"{', '.join(x['partitions'].get('builtin_kinds', [])) or 'none'} |")
     cs = r["cold_start"]
     lines += ["", "## Cold start", "",
-              "Fresh process, median of 5: wall time and peak resident memory.", "",
+              "Fresh process, median of 5: wall time and peak resident memory (VmHWM).", "",
               "| command | wall s | peak RSS MB |", "|---|---:|---:|"]
     names = {"predict_litert": "`edge-pcam predict one.png` (ai-edge-litert, .venv)",
              "predict_tflite_runtime": "`edge-pcam predict one.png` (tflite-runtime, .venv-tflite)",
