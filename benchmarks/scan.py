@@ -215,7 +215,9 @@ def markdown(result: dict) -> str:
     lines += ["", "Overhead (wall): scan tile loop time over raw interpreter time on the same tiles, from the "
               f"quietest of {REPEATS} back-to-back pairs (median over pairs in brackets). Overhead (CPU): the same "
               "with process CPU time (every thread), median over pairs: what reading, resampling and logging "
-              "cost on top of inference, whatever the load. Scan wall adds opening the slide, the tissue "
+              "cost on top of inference, whatever the load. On a loaded machine the wall figure can even be "
+              "negative: the scan runs one thread more (the reader) and so gets a larger share of the cores; "
+              "the CPU figure is the one to read there. Scan wall adds opening the slide, the tissue "
               "thumbnail, model loading, the heatmap and the top tiles to the tile loop. Test slide: "
               f"{result['slides']['test']['tiles']} tissue tiles of the slide tests/runtime/test_scan.py writes "
               "(zlib tiles), best of the runs, end to end.",
