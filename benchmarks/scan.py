@@ -190,7 +190,8 @@ def markdown(result: dict) -> str:
     lines = [
         "# Scan throughput",
         "",
-        f"Machine: {m['cpu']}, {m['usable_cores']} usable cores of {m['cores']}, {m['memory_gb']} GB, "
+        f"Machine: {m['cpu']} ({', '.join(m['cpu_flags'])}), {m['usable_cores']} usable cores of {m['cores']}, "
+        f"{m['memory_gb']:.1f} GB, "
         f"{m['os']}; Python {m['python']}; {result['runtime']} {result['runtime_version']}, "
         f"{result['threads']} threads; numpy {m['packages'].get('numpy')}, pillow {m['packages'].get('pillow')}. "
         f"Load average before/after: {result['load_average_before'][0]:.1f} / "
