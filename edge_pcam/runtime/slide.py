@@ -300,7 +300,7 @@ class TiffSlide(Slide):
         except Exception as exc:
             if "imagecodecs" in str(exc):
                 raise DataError(f"{self.path}: its tiles need imagecodecs to decode "
-                                f"(pip install imagecodecs)") from None
+                                "(pip install imagecodecs, or 'edge-pcam[slide]')") from None
             raise DataError(f"{self.path}: tile {index} of level {level} cannot be decoded "
                             f"({_short(exc)}); the file is damaged") from None
         if decoded is None:
