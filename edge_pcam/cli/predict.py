@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_pcam.cli.console import err, out, progress
+from edge_pcam.cli.console import err, progress
 from edge_pcam.cli.options import ModelFile, Runtime
 
 Paths = Annotated[list[Path], typer.Argument(help="Images (PNG, JPEG, TIFF), folders of them, PCam HDF5 files.",

@@ -62,9 +62,6 @@ class CalibrationReport:
     after: dict[str, dict[str, float]] = field(default_factory=dict)
     runtime: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 def read_labelled(spec: str, splits: list[str] | None) -> tuple[list[str], Any]:
     """The dataset's splits to calibrate on (default: all of them) as (names, list of Split)."""

@@ -16,7 +16,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +134,6 @@ class GradcamResult:
     rows: list[GradcamRow] = field(default_factory=list)
     errors: list[InputProblem] = field(default_factory=list)
     seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _stem(pid: str, used: set[str]) -> str:

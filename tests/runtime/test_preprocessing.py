@@ -18,7 +18,7 @@ from PIL import Image
 
 from edge_pcam.runtime.images import load_patch
 from edge_pcam.runtime.interpreter import load_model
-from edge_pcam.runtime.metadata import metadata_from_bytes, model_bytes, with_metadata
+from edge_pcam.runtime.metadata import metadata_from_bytes, with_metadata
 
 pytestmark = pytest.mark.tf
 
