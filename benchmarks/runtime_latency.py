@@ -399,7 +399,7 @@ activations asymmetrically, so both products of the attention, Q·Kᵀ and A·V,
 builtin kernels, outside the two XNNPACK partitions (the "ops outside XNNPACK" column of the
 as-converted rows; tf.lite runs the same file with only the QUANTIZE, the 1/√128 MUL and the
 SOFTMAX outside). Those two builtin int8 products cost about 0.5 ms of CPU per patch (the CPU ms
-column: 1.54 as converted against 1.01 as run at 1 thread). That, not thread settings, is the gap:
+column: 1.52 as converted against 0.98 as run at 1 thread). That, not thread settings, is the gap:
 the op resolver choice (AUTO and BUILTIN are the same resolver; BUILTIN_WITHOUT_DEFAULT_DELEGATES
 drops XNNPACK entirely), the "latest features" flag and delegate clustering leave both products
 outside XNNPACK (table above).
