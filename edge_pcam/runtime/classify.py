@@ -58,7 +58,8 @@ def expand_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Source], lis
         path = Path(raw)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-                           and p.suffix.lower() in IMAGE_SUFFIXES + HDF5_SUFFIXES)
+                           and p.suffix.lower() in IMAGE_SUFFIXES + HDF5_SUFFIXES
+                           and not p.stem.lower().endswith("_y"))  # PCam's label files beside *_x.h5
             if not found:
                 problems.append(InputProblem(str(path), "folder holds no images (.png .jpg .tif) or .h5 files"))
             candidates = found

@@ -184,6 +184,12 @@ def test_hdf5_inputs(tmp_path, model):
     not_h5.write_bytes(b"nope")
     result = classify([wrong, gz, not_h5, H5], model)
     assert len(result.predictions) == len(x) and len(result.errors) == 3
+    folder = tmp_path / "pcam"
+    folder.mkdir()
+    (folder / "camelyonpatch_level_2_split_test_x.h5").write_bytes(H5.read_bytes())
+    wrong.rename(folder / "camelyonpatch_level_2_split_test_y.h5")  # labels beside: not a patch file
+    from_folder = classify([folder], model)
+    assert not from_folder.errors and len(from_folder.predictions) == len(x)
     reasons = " ".join(e.error for e in result.errors)
     assert "dataset 'x'" in reasons and "decompress" in reasons and "HDF5" in reasons
 
