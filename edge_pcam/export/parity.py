@@ -61,7 +61,7 @@ def compare(fmt: str, labels: np.ndarray, keras_probs: np.ndarray, converted_pro
         reason = "" if passed else (f"float32 probabilities differ from Keras by up to {diff.max():.2e} "
                                     f"(limit {float_tolerance:g})")
     else:
-        gate = f"accuracy drop <= {max_drop:g} points"
+        gate = f"accuracy drop <= {max_drop:g} pt"
         passed = bool(drop <= max_drop)
         reason = "" if passed else (f"{fmt} accuracy {100 * conv_m['accuracy']:.2f}% is {drop:.2f} points below "
                                     f"Keras {100 * keras_m['accuracy']:.2f}% on {len(y):,} patches "

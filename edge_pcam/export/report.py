@@ -59,7 +59,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
     if parities:
         lines += ["", "## Parity with the Keras model", "",
                   "Same patches, same order; decisions at 0.5. Float32 must match to 1e-4; the other formats "
-                  f"may lose at most {report['recipe']['max_drop']:g} accuracy points.", "",
+                  f"may lose at most {report['recipe']['max_drop']:g} pt of accuracy (--max-drop).", "",
                   parity_markdown(parities).rstrip()]
 
     lines += ["", "## Operating points of each file (thresholds recomputed on this file's validation predictions)", "",
