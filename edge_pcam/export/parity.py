@@ -10,7 +10,6 @@ and the change in AUC are reported alongside. 1,000 patches carry about
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,12 +68,6 @@ def compare(fmt: str, labels: np.ndarray, keras_probs: np.ndarray, converted_pro
     return Parity(fmt, int(len(y)), float(diff.max()), float(diff.mean()),
                   float(np.mean((k >= 0.5) == (c >= 0.5))), keras_m, conv_m, float(drop), float(auc_change),
                   gate, passed, reason)
-
-
-def tflite_probabilities(path: str | Path, images: np.ndarray) -> np.ndarray:
-    """P(tumour) of an edge-pcam .tflite file (with metadata) on uint8 patches, through the device runtime."""
-    from edge_pcam.runtime.interpreter import load_model
-    return load_model(path, runtime="auto").predict(images)
 
 
 def keras_probabilities(model, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
