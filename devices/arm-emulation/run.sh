@@ -23,8 +23,8 @@
 #     within one output quantization step, float probabilities within 1e-5.
 #
 # Environment: EDGE_PCAM_ARM_CACHE (default ~/.cache/edge-pcam), ARM_CPUS (default
-# "cortex-a72 cortex-a76"), ARM_MODELS (default: tests/fixtures/models and the bundled
-# edge_pcam/models), ARM_REPORT (default benchmarks/results/arm64-emulated.md), PYTHON (the x86
+# "cortex-a72 cortex-a76"), ARM_MODELS (folders; default: tests/fixtures/models, the bundled
+# edge_pcam/models and benchmarks/results/conversion/*/), ARM_REPORT (default benchmarks/results/arm64-emulated.md), PYTHON (the x86
 # venv with ai-edge-litert, default .venv/bin/python), TFLITE_PYTHON (x86 tflite-runtime venv,
 # default .venv-tflite/bin/python, skipped when absent).
 set -euo pipefail
@@ -186,7 +186,8 @@ fi
 if [ -n "${ARM_MODELS:-}" ]; then
   read -r -a MODEL_DIRS <<< "$ARM_MODELS"
 else
-  MODEL_DIRS=("$REPO/tests/fixtures/models" "$REPO/edge_pcam/models")
+  # the test fixtures, the bundled model, and the committed conversions of the real-subset model
+  MODEL_DIRS=("$REPO/tests/fixtures/models" "$REPO/edge_pcam/models" "$REPO"/benchmarks/results/conversion/*/)
 fi
 MODELS=()
 for d in "${MODEL_DIRS[@]}"; do
