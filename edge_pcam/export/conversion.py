@@ -266,7 +266,7 @@ def _place(target: Path, content: bytes, parity: Parity, points: dict[str, Any])
     """Write an accepted file under its name, a rejected one beside it as *.rejected.tflite."""
     rejected = target.with_name(target.stem + ".rejected.tflite")
     path = target if parity.passed else rejected
-    _publish(path, content)
+    atomic_write_bytes(path, content)
     if parity.passed:
         rejected.unlink(missing_ok=True)  # a failure from an earlier run no longer applies
     return ConvertedFile(parity.format, path, parity.passed, len(content), sha256_file(path), parity.as_dict(),
@@ -295,7 +295,7 @@ def _write_companion(model, qat: bool, target: Path, valid, rows: np.ndarray, so
                 "passed": passed})
     path = target if passed else target.with_name(target.stem + ".rejected.tflite")
     content = with_metadata(data, meta)
-    _publish(path, content)
+    atomic_write_bytes(path, content)
     note = "" if passed else (f"gradcam: the companion's Grad-CAM correlates {check['correlation']:.4f} with "
                               f"TensorFlow's (needs >= {MIN_CORRELATION}); put aside as {path.name}")
     return ConvertedFile("gradcam", path, passed, len(content), sha256_file(path), check, {}, None, note)
@@ -314,7 +314,7 @@ def _compile_edgetpu(int8_flatbuffer: bytes, int8: ConvertedFile, target: Path, 
                 parity={"reference": int8.path.name, "passed": None,
                         "note": "not run: needs an Edge TPU; thresholds and metrics are the int8 file's"})
     content = with_metadata(compiled, meta)
-    _publish(target, content)
+    atomic_write_bytes(target, content)
     return ConvertedFile("edgetpu", target, True, len(content), sha256_file(target), None, int8.thresholds,
                          int8.metrics, "thresholds and metrics of the int8 file (no Edge TPU to run it here)")
 
@@ -327,16 +327,10 @@ def _write_report(result: ConversionResult, model_path: Path, source_model: dict
                              None if calibration is None else len(calibration))
     result.report_json = result.out_dir / "conversion.json"
     result.summary_md = result.out_dir / "summary.md"
-    _publish(result.report_json, (json.dumps(report, indent=1, default=_json_default) + "\n").encode())
-    _publish(result.summary_md, summary_markdown(report).encode())
+    atomic_write_bytes(result.report_json, (json.dumps(report, indent=1, default=_json_default) + "\n").encode())
+    atomic_write_bytes(result.summary_md, summary_markdown(report).encode())
 
 
-def _publish(path: Path, content: bytes) -> None:
-    """Write atomically, readable as any new file here would be (mkstemp alone gives 0600)."""
-    atomic_write_bytes(path, content)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def _json_default(obj: Any) -> Any:

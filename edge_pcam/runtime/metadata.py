@@ -94,6 +94,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp alone gives 0600; readable as any new file here
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
