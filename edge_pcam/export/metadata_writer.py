@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+import shlex
 import sys
 from importlib import metadata as _importlib_metadata
 from typing import Any
@@ -44,7 +45,10 @@ def tool_versions() -> dict[str, str]:
 
 
 def command_line() -> str:
-    return " ".join(["edge-pcam" if i == 0 and a.endswith("edge-pcam") else a for i, a in enumerate(sys.argv)])
+    """The command as the user would type it: `edge-pcam ...`, also when run as `python -m edge_pcam`."""
+    program = sys.argv[0]
+    is_cli = program.endswith("edge-pcam") or program.endswith(("edge_pcam/__main__.py", "edge_pcam\\__main__.py"))
+    return shlex.join(["edge-pcam" if is_cli else program, *sys.argv[1:]])
 
 
 def build_metadata(*, fmt: str, source: str, batch: int, input_spec: dict[str, Any],
