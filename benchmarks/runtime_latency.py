@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edge_pcam.bench.machine import describe_machine
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_PY = REPO / ".venv" / "bin" / "python"
 TFLITE_PY = REPO / ".venv-tflite" / "bin" / "python"
@@ -178,16 +180,7 @@ def cold_start(python: Path, kind: str, args: list[str], repeats: int = 5) -> di
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "load_average": os.getloadavg()}
+    return {**describe_machine(), "platform": platform.platform(), "load_average": os.getloadavg()}
 
 
 def versions(python: Path, packages: list[str]) -> dict:

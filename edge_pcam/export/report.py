@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edge_pcam.bench.machine import describe_machine, summary_line
 from edge_pcam.export import metadata_writer as mw
 from edge_pcam.export.edgetpu import partition_markdown
 from edge_pcam.export.parity import Parity, parity_markdown
@@ -24,7 +25,7 @@ def conversion_json(result, model_path: Path, source_model: dict[str, str], qat:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": mw.command_line(),
         "versions": mw.tool_versions(),
-        "machine": machine(),
+        "machine": describe_machine(),
         "source_model": {**source_model, "path": str(model_path), "qat": qat},
         "validation": validation,
         "calibration": None if calibration_n is None else {"split": "train", "n": calibration_n,
@@ -86,26 +87,10 @@ def summary_markdown(report: dict[str, Any]) -> str:
 
     lines += ["", "## Reproduce", "", f"    {report['command']}", "",
               "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ". "
-              f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores."]
+              f"Machine: {summary_line(report['machine'])}."]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def _number(value: float, spec: str) -> str:
     """`value` formatted, or n/a for NaN (e.g. no patch with a non-constant Grad-CAM)."""
     return "n/a" if value != value else format(value, spec)
-
-
-def machine() -> dict[str, Any]:
-    """CPU model and core count of the converting machine."""
-    import os
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "system": platform.platform()}
