@@ -9,7 +9,6 @@ Writes benchmarks/results/litert_vs_tflite.md. Run it on a quiet machine:
 from __future__ import annotations
 
 import os
-import platform
 import time
 from pathlib import Path
 

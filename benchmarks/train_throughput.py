@@ -77,7 +77,6 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    import tensorflow as tf
     import tf_keras as keras
 
     from edge_pcam.data.tfdata import make_dataset

@@ -26,9 +26,6 @@ TF_LITE_RATIO_TARGET = 1.0
 
 def performance_goals(result: dict[str, Any]) -> dict[str, Any]:
     """Goal name -> {value, target, met, detail}; `met` None when not measured."""
-    from edge_pcam.runtime.interpreter import TF_LITE, resolve_runtime
-    from edge_pcam.runtime.interpreter import default_threads
-
     default_runtime, threads, int8, keras, tflite = goal_rows(result)
     threads = str(threads)
     paired = result.get("paired") or {}
