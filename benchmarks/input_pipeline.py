@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -89,20 +88,14 @@ def synthetic_hdf5(folder: Path, count: int):
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
+    from edge_pcam.bench.machine import describe_machine
+    return {**describe_machine(), "platform": platform.platform(),
+            "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
 
 
 def versions() -> dict:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    from edge_pcam.bench.machine import package_versions
+    return package_versions(PACKAGES)
 
 
 def markdown(result: dict) -> str:

@@ -84,7 +84,8 @@ def main() -> None:
     from edge_pcam.training import callbacks as cb
     from edge_pcam.training.fit import augmentation, compile_model
     from edge_pcam.training.recipe import load_recipe
-    from edge_pcam.training.versions import cpu_model, versions
+    from edge_pcam.bench.machine import describe_machine
+    from edge_pcam.training.versions import versions
 
     recipe = load_recipe(args.recipe)
     batch = recipe["training"]["batch_size"]
@@ -138,7 +139,7 @@ def main() -> None:
     v = versions()
     result = {
         "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cpu": describe_machine()["cpu"], "cores": os.cpu_count(), "platform": platform.platform(),
                     "load_average_start": load_start, "load_average_end": load_end},
         "versions": {"python": v["python"], **{k: v["packages"][k] for k in ("tensorflow", "tf-keras", "numpy")}},
         "recipe": args.recipe, "batch_size": batch, "steps_per_trial": args.steps, "warmup_steps": args.warmup,

@@ -5,22 +5,12 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
+
+from edge_pcam.bench.machine import describe_machine, package_versions
 
 PACKAGES = ("edge-pcam", "tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy", "h5py",
             "pillow", "ai-edge-litert")
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def git_commit() -> str | None:
@@ -37,12 +27,7 @@ def git_commit() -> str | None:
 
 def versions() -> dict:
     """A JSON-ready record of the software and machine."""
-    import os
-    packages = {}
-    for name in PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
-    return {"python": sys.version.split()[0], "packages": packages, "platform": platform.platform(),
-            "machine": {"cpu": cpu_model(), "cores": os.cpu_count()}, "git_commit": git_commit()}
+    machine = describe_machine()
+    return {"python": sys.version.split()[0], "packages": package_versions(PACKAGES),
+            "platform": platform.platform(), "machine": {"cpu": machine["cpu"], "cores": machine["cores"]},
+            "git_commit": git_commit()}
