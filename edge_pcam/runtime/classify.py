@@ -148,6 +148,26 @@ def patch_batches(sources: Sequence[Source], crop: bool, on_error: Callable[[Inp
         yield ids, np.stack(batch)
 
 
+def input_batches(paths: Sequence[str | os.PathLike], crop: bool, errors: list[InputProblem],
+                  on_start: Callable[[int], None] | None = None,
+                  on_error: Callable[[InputProblem], None] | None = None) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Batches of the patches under `paths`; every unusable input goes to `errors` (and `on_error`).
+
+    `on_start(total)` hears the patch count once the inputs are expanded.
+    """
+    def failed(problem: InputProblem) -> None:
+        errors.append(problem)
+        if on_error:
+            on_error(problem)
+
+    sources, problems = expand_inputs(paths)
+    for problem in problems:
+        failed(problem)
+    if on_start:
+        on_start(sum(len(s) for s in sources))
+    yield from patch_batches(sources, crop, failed)
+
+
 @dataclass
 class Prediction:
     path: str
@@ -220,17 +240,7 @@ def classify(paths: Sequence[str | os.PathLike], model: PatchModel, *, threshold
     t0 = time.perf_counter()
     predict = (lambda x: predict_tta(model.predict, x)) if tta else model.predict
 
-    def failed(problem: InputProblem) -> None:
-        result.errors.append(problem)
-        if on_error:
-            on_error(problem)
-
-    sources, problems = expand_inputs(paths)
-    for problem in problems:
-        failed(problem)
-    if on_start:
-        on_start(sum(len(s) for s in sources))
-    for ids, images in patch_batches(sources, crop, failed):
+    for ids, images in input_batches(paths, crop, result.errors, on_start, on_error):
         for pid, p in zip(ids, predict(images)):
             result.predictions.append(Prediction(pid, float(p), positive if p >= value else negative))
         if progress:

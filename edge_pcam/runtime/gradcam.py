@@ -25,7 +25,7 @@ from PIL import Image
 
 from edge_pcam.errors import ModelFileError
 from edge_pcam.runtime.cam import cam_from_gradients, upsample_cam
-from edge_pcam.runtime.classify import InputProblem, choose_threshold, expand_inputs, labels_of, patch_batches
+from edge_pcam.runtime.classify import InputProblem, choose_threshold, input_batches, labels_of
 from edge_pcam.runtime.interpreter import FEATURE_SHAPE, PatchModel, open_interpreter, read_model_file, resolve_runtime
 from edge_pcam.runtime.metadata import sha256_file
 
@@ -164,18 +164,8 @@ def run_gradcam(paths: Sequence[str | os.PathLike], model: PatchModel, out: str 
     result = GradcamResult(str(model.path), str(companion.path), model.runtime, value, name, str(out))
     t0 = time.perf_counter()
 
-    def failed(problem: InputProblem) -> None:
-        result.errors.append(problem)
-        if on_error:
-            on_error(problem)
-
-    sources, problems = expand_inputs(paths)
-    for problem in problems:
-        failed(problem)
-    if on_start:
-        on_start(sum(len(s) for s in sources))
     used: set[str] = set()
-    for ids, images in patch_batches(sources, crop, failed):
+    for ids, images in input_batches(paths, crop, result.errors, on_start, on_error):
         probs, cams = gradcam_maps(model, companion, images)
         for pid, patch, p, cam in zip(ids, images, probs, cams):
             stem = _stem(pid, used)
