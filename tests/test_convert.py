@@ -172,6 +172,33 @@ def test_qat_model_converts_the_same_way(tiny_qat_h5, easy_data, tmp_path):
     assert read_metadata(tmp_path / "edge_pcam_gradcam.tflite")["source"] == "qat"
 
 
+def test_thresholds_chosen_on_a_tuning_set_carved_from_train(tiny_model_h5, easy_data, tmp_path):
+    from edge_pcam.export.conversion import convert
+    from edge_pcam.runtime.interpreter import load_model
+    from edge_pcam.runtime.metrics import binary_metrics, choose_thresholds
+    from edge_pcam.training.splits import carve_tuning
+
+    result = convert(tiny_model_h5, tmp_path, easy_data, formats=["float32", "int8"], companion=False,
+                     representative=32, tune_from_train=60)
+    result.raise_for_failures()
+    _, tuning = carve_tuning(easy_data.split("train"), 60, 0)  # the patches `edge-pcam train` would carve
+    valid = easy_data.split("valid")
+    for fmt in ("float32", "int8"):
+        path = tmp_path / f"edge_pcam_{fmt}.tflite"
+        meta, model = read_metadata(path), load_model(path)
+        expected = choose_thresholds(tuning.labels, model.predict(tuning.read(np.arange(len(tuning)))))
+        assert meta["thresholds"] == pytest.approx(expected)
+        assert meta["validation"]["thresholds_from"] == {"split": "tuning", "carved_from": "train", "n": 60, "seed": 0}
+        valid_probs = model.predict(valid.read(np.arange(len(valid))))
+        triage = binary_metrics(valid.labels, valid_probs, expected["triage"])
+        assert meta["metrics"]["triage"]["n"] == len(valid)
+        assert meta["metrics"]["triage"]["recall"] == pytest.approx(triage["recall"])
+    assert "60 tuning patches carved from the train split" in (tmp_path / "summary.md").read_text()
+    with pytest.raises(DataError, match="tune_from_train"):
+        convert(tiny_model_h5, tmp_path / "x", easy_data, formats=["float32"], tune_from_train=10_000)
+    assert not (tmp_path / "x").exists()
+
+
 def test_bad_input_raises_before_writing(tiny_model_h5, easy_data, tmp_path):
     import tf_keras as keras
 

@@ -32,6 +32,10 @@ def convert(
                                                       "file may lose against Keras (default 1.0).")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", min=1, help="Fixed batch of the files (default 1; "
                                                  "e.g. 64 for edge-pcam scan).")] = None,
+    tune_from_train: Annotated[Optional[int], typer.Option("--tune-from-train", min=0, help="Choose the "
+                                                           "thresholds on N balanced patches carved from the train "
+                                                           "split, as `edge-pcam train` carves its tuning set (same "
+                                                           "N and seed 0: same patches); 0 (default): on valid.")] = None,
     companion: Annotated[Optional[bool], typer.Option("--companion/--no-companion", help="Also write the "
                                                       "Grad-CAM companion (default on).")] = None,
     name: Annotated[str, typer.Option("--name", help="File name prefix.")] = "edge_pcam",
@@ -49,7 +53,9 @@ def convert(
                 "representative": representative or chosen.get("representative", 500),
                 "limit": limit if limit is not None else chosen.get("limit"),
                 "max_drop": max_drop if max_drop is not None else chosen.get("max_drop", 1.0),
-                "batch": batch or chosen.get("batch", 1)}
+                "batch": batch or chosen.get("batch", 1),
+                "tune_from_train": (tune_from_train if tune_from_train is not None
+                                    else chosen.get("tune_from_train", 0))}
 
     from edge_pcam.cli.console import progress
     from edge_pcam.export.conversion import convert as run_conversion
@@ -58,8 +64,8 @@ def convert(
 
         def advance(done: int, total: int) -> None:
             if not tasks:
-                tasks["valid"] = bar.add_task("validation patches", total=total)
-            bar.update(tasks["valid"], completed=done)
+                tasks["patches"] = bar.add_task("patches", total=total)
+            bar.update(tasks["patches"], completed=done, total=total)
 
         result = run_conversion(model, out_dir, data, name=name, recipe=chosen or None,
                                 log=lambda msg: bar.console.print(f"[dim]{msg}[/dim]"), progress=advance,

@@ -7,6 +7,11 @@
                                           never under the deployable name
     OUT/conversion.json, OUT/summary.md   parity, metrics, thresholds, Edge TPU partition
 
+Thresholds: chosen on each file's own predictions of the valid split, or, with
+`tune_from_train=N`, on the N-patch tuning set carved from the train split
+exactly as training carves it (same N and seed give the same patches), so the
+valid split that the metrics are reported on is never tuned on.
+
 Order: check everything cheap first (formats, compiler, model, data, output
 folder), convert every format into hidden temporary files, run all of them and
 the Keras model side by side in one pass over the validation patches, then
@@ -33,7 +38,7 @@ from edge_pcam.export.parity import Parity, compare
 from edge_pcam.export.recipe import DEFAULTS, check_formats, ordered_formats
 from edge_pcam.runtime.datasets.base import PatchDataset
 from edge_pcam.runtime.metadata import atomic_write_bytes, sha256_file, with_metadata
-from edge_pcam.runtime.metrics import operating_points
+from edge_pcam.runtime.metrics import choose_thresholds, operating_points
 
 Log = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -76,13 +81,15 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
             formats: list[str] | None = None, companion: bool = True,
             representative: int = DEFAULTS["representative"], limit: int | None = None,
             max_drop: float = DEFAULTS["max_drop"], batch: int = 1, name: str = "edge_pcam",
-            recipe: dict[str, Any] | None = None, seed: int = 0, log: Log | None = None,
+            tune_from_train: int = DEFAULTS["tune_from_train"], recipe: dict[str, Any] | None = None,
+            seed: int = 0, log: Log | None = None,
             progress: Progress | None = None) -> ConversionResult:
     """Convert `model_path` (.h5, float or QAT) to `formats`, gate every file, write the report.
 
     `data` is a --data spec (or an opened PatchDataset): its valid split is the
     parity/threshold data (`limit` patches of it, chosen at random, or all), its
-    train split the int8 calibration data (`representative` balanced patches).
+    train split the int8 calibration data (`representative` balanced patches) and,
+    with `tune_from_train` > 0, the tuning set the thresholds are chosen on.
     Gate failures are collected in `result.failures` (see `raise_for_failures`);
     bad input raises EdgePcamError subclasses before any file is written.
     `log(message)` hears each step, `progress(done, total)` the validation pass.
@@ -94,6 +101,8 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
         raise EdgePcamError(f"--batch must be at least 1, got {batch}")
     if limit is not None and limit < 1:
         raise EdgePcamError(f"--limit must be at least 1, got {limit}")
+    if tune_from_train < 0:
+        raise EdgePcamError(f"--tune-from-train must be >= 0 patches, got {tune_from_train}")
     if max_drop < 0:
         raise EdgePcamError(f"--max-drop must be >= 0 accuracy points, got {max_drop}")
     if "edgetpu" in formats:
@@ -109,6 +118,10 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
     if len(valid) == 0:
         raise DataError(f"{dataset.spec}: the valid split is empty (parity and thresholds need it)")
     rows = _validation_rows(len(valid), limit, seed)
+    tuning = None
+    if tune_from_train:
+        from edge_pcam.training.splits import carve_tuning
+        _, tuning = carve_tuning(dataset.split("train"), tune_from_train, seed)
     calibration = None
     if "int8" in formats:
         from edge_pcam.export.representative import representative_images
@@ -118,10 +131,12 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
     _check_writable(out_dir)
 
     recipe_used = {"formats": formats, "companion": companion, "representative": representative,
-                   "max_drop": max_drop, "batch": batch, "limit": limit,
+                   "max_drop": max_drop, "batch": batch, "limit": limit, "tune_from_train": tune_from_train,
                    **({"source": recipe["source"]} if recipe and "source" in recipe else {})}
     source_model = {"file": model_path.name, "sha256": sha256_file(model_path)}
-    validation = {"data": dataset.spec, "split": "valid", "n": int(len(rows)), "of": int(len(valid))}
+    validation = {"data": dataset.spec, "split": "valid", "n": int(len(rows)), "of": int(len(valid)),
+                  "thresholds_from": ({"split": "valid"} if tuning is None else
+                                      {"split": "tuning", "carved_from": "train", "n": len(tuning), "seed": seed})}
     result = ConversionResult(out_dir)
     suffix = f"_b{batch}" if batch != 1 else ""
     temps: dict[str, Path] = {}
@@ -153,11 +168,16 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
 
         say(f"running Keras and {', '.join(converted)} on {len(rows):,} validation patches")
         labels, keras_probs, file_probs = _predict_all(model, valid, rows, temps, progress)
+        tuned = None
+        if tuning is not None:
+            say(f"choosing thresholds on {len(tuning):,} tuning patches carved from the train split")
+            tune_labels, _, tune_probs = _predict_all(None, tuning, np.arange(len(tuning)), temps, progress)
+            tuned = {fmt: choose_thresholds(tune_labels, p) for fmt, p in tune_probs.items()}
 
         partition = None
         for fmt, data_ in converted.items():
             parity = compare(fmt, labels, keras_probs, file_probs[fmt], max_drop=max_drop)
-            points = operating_points(labels, file_probs[fmt])
+            points = operating_points(labels, file_probs[fmt], None if tuned is None else tuned[fmt])
             edgetpu_meta = None
             if fmt == "int8":
                 from edge_pcam.export.edgetpu import partition_report
@@ -235,25 +255,26 @@ def _temp_file(out_dir: Path, stem: str) -> Path:
     return Path(path)
 
 
-def _predict_all(model, valid, rows: np.ndarray, temps: dict[str, Path], progress: Progress | None
-                 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """One pass over the validation rows: labels, Keras probabilities, each file's probabilities."""
+def _predict_all(model, split, rows: np.ndarray, temps: dict[str, Path], progress: Progress | None
+                 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
+    """One pass over `rows` of `split`: labels, Keras probabilities (None without a `model`), each file's."""
     from edge_pcam.export.parity import keras_probabilities
     from edge_pcam.runtime.interpreter import load_model
 
     runners = {fmt: load_model(path, runtime="auto") for fmt, path in temps.items()}
-    keras_probs = np.empty(len(rows), np.float64)
+    keras_probs = None if model is None else np.empty(len(rows), np.float64)
     file_probs = {fmt: np.empty(len(rows), np.float64) for fmt in temps}
     done = 0
-    for images, _, _ in valid.batches(PREDICT_BATCH, rows):
+    for images, _, _ in split.batches(PREDICT_BATCH, rows):
         span = slice(done, done + len(images))
-        keras_probs[span] = keras_probabilities(model, images)
+        if keras_probs is not None:
+            keras_probs[span] = keras_probabilities(model, images)
         for fmt, runner in runners.items():
             file_probs[fmt][span] = runner.predict(images)
         done += len(images)
         if progress is not None:
             progress(done, len(rows))
-    return valid.labels[rows], keras_probs, file_probs
+    return split.labels[rows], keras_probs, file_probs
 
 
 def _parity_meta(p: Parity) -> dict[str, Any]:

@@ -6,6 +6,7 @@
     max_drop = 1.0                  # accuracy points an approximate format may lose
     batch = 1                       # fixed batch of the files
     limit = 1000                    # optional: validate on N patches only
+    tune_from_train = 2000          # optional: thresholds on N patches carved from train (0: on valid)
 
 `load_convert_recipe("edge")` finds convert/edge.toml (installed package first,
 then the repository); a path to a .toml file works too.
@@ -22,7 +23,7 @@ from edge_pcam.errors import RecipeError
 ALL_FORMATS = ("float32", "float16", "dynamic", "int8", "edgetpu")
 DEFAULT_RECIPE = "edge"
 DEFAULTS: dict[str, Any] = {"formats": ["float32", "int8"], "companion": True, "representative": 500,
-                            "max_drop": 1.0, "batch": 1, "limit": None}
+                            "max_drop": 1.0, "batch": 1, "limit": None, "tune_from_train": 0}
 PACKAGE_RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "convert"
 REPO_RECIPES = Path(__file__).resolve().parents[2] / "convert"
 
@@ -68,6 +69,9 @@ def validate(data: dict[str, Any], where: str) -> dict[str, Any]:
     for key in ("representative", "batch") + (("limit",) if out["limit"] is not None else ()):
         if not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] < 1:
             raise RecipeError(f"{where}: {key} must be a positive integer, got {out[key]!r}")
+    if not isinstance(out["tune_from_train"], int) or isinstance(out["tune_from_train"], bool) \
+            or out["tune_from_train"] < 0:
+        raise RecipeError(f"{where}: tune_from_train must be an integer >= 0, got {out['tune_from_train']!r}")
     if not isinstance(out["max_drop"], (int, float)) or isinstance(out["max_drop"], bool) or out["max_drop"] < 0:
         raise RecipeError(f"{where}: max_drop must be a number >= 0, got {out['max_drop']!r}")
     out["max_drop"] = float(out["max_drop"])

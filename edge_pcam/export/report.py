@@ -63,7 +63,11 @@ def summary_markdown(report: dict[str, Any]) -> str:
                   f"may lose at most {report['recipe']['max_drop']:g} pt of accuracy (--max-drop).", "",
                   parity_markdown(parities).rstrip()]
 
-    lines += ["", "## Operating points of each file (thresholds recomputed on this file's validation predictions)", "",
+    source = val.get("thresholds_from", {"split": "valid"})
+    chosen_on = ("this file's validation predictions" if source["split"] == "valid" else
+                 f"this file's predictions of {source['n']:,} tuning patches carved from the train split; "
+                 "metrics on the valid split")
+    lines += ["", f"## Operating points of each file (thresholds chosen on {chosen_on})", "",
               "| format | point | threshold | accuracy | sensitivity | specificity | precision | F1 | AUC |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for f in report["files"]:

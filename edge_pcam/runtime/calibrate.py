@@ -27,8 +27,8 @@ from edge_pcam.errors import DataError, EdgePcamError
 from edge_pcam.runtime.datasets import open_dataset
 from edge_pcam.runtime.interpreter import PatchModel, load_model, read_model_file
 from edge_pcam.runtime.metadata import atomic_write_bytes, sha256_file, with_metadata
-from edge_pcam.runtime.metrics import (HIGH_SPECIFICITY, TRIAGE_SENSITIVITY, binary_metrics, roc_curve,
-                                       threshold_for_sensitivity, threshold_for_specificity)
+from edge_pcam.runtime.metrics import (HIGH_SPECIFICITY, TRIAGE_SENSITIVITY, binary_metrics, choose_thresholds,
+                                       roc_curve)
 
 MIN_PER_CLASS = 20  # below this the thresholds are noise: calibrate refuses without --force
 OPERATING_POINTS = ("decision", "triage", "high_specificity")
@@ -43,9 +43,7 @@ def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def new_thresholds(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    return {"decision": youden_threshold(labels, scores),
-            "triage": threshold_for_sensitivity(labels, scores, TRIAGE_SENSITIVITY),
-            "high_specificity": threshold_for_specificity(labels, scores, HIGH_SPECIFICITY)}
+    return {**choose_thresholds(labels, scores), "decision": youden_threshold(labels, scores)}
 
 
 @dataclass

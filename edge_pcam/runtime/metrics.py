@@ -73,12 +73,16 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.
     }
 
 
-def operating_points(labels: np.ndarray, scores: np.ndarray) -> dict[str, dict[str, float]]:
-    """Metrics at 0.5, at the triage threshold (95% sensitivity) and at 99% specificity."""
-    triage = threshold_for_sensitivity(labels, scores, TRIAGE_SENSITIVITY)
-    high_spec = threshold_for_specificity(labels, scores, HIGH_SPECIFICITY)
-    return {
-        "decision": binary_metrics(labels, scores, 0.5),
-        "triage": binary_metrics(labels, scores, triage),
-        "high_specificity": binary_metrics(labels, scores, high_spec),
-    }
+def choose_thresholds(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The three operating points: 0.5, triage (95% sensitivity) and high specificity (99%)."""
+    return {"decision": 0.5,
+            "triage": threshold_for_sensitivity(labels, scores, TRIAGE_SENSITIVITY),
+            "high_specificity": threshold_for_specificity(labels, scores, HIGH_SPECIFICITY)}
+
+
+def operating_points(labels: np.ndarray, scores: np.ndarray,
+                     thresholds: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
+    """Metrics at each operating point; its thresholds are chosen on (labels, scores) themselves
+    unless `thresholds` (chosen elsewhere, e.g. on a tuning set) are given."""
+    chosen = thresholds if thresholds is not None else choose_thresholds(labels, scores)
+    return {name: binary_metrics(labels, scores, t) for name, t in chosen.items()}

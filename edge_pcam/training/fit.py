@@ -221,9 +221,7 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     if tuning_split is not None:
         vprobs = _predict(best, valid_split)
         metrics["valid"] = operating_points(valid_split.labels, vprobs)
-        from edge_pcam.runtime.metrics import binary_metrics
-        metrics["valid_at_tuning_thresholds"] = {k: binary_metrics(valid_split.labels, vprobs, thr)
-                                                 for k, thr in metrics["thresholds"].items()}
+        metrics["valid_at_tuning_thresholds"] = operating_points(valid_split.labels, vprobs, metrics["thresholds"])
     write_json_atomic(run / "metrics.json", metrics)
     shutil.rmtree(run / "backup", ignore_errors=True)
     result.metrics = metrics
