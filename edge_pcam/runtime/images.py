@@ -7,7 +7,8 @@ patch the model was trained on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +29,10 @@ def load_patch(path: str | Path, crop: bool = True, *, strict: bool = False) -> 
     `strict` (a patch inside a dataset) anything but a 96x96 RGB image is a
     DataError. Every problem is a DataError naming the file.
     """
-    try:
-        with Image.open(path) as im:
-            if strict:
-                _check_patch_header(path, im)
-            rgb = _to_rgb(path, im)
-    except (FileNotFoundError, IsADirectoryError):
-        raise DataError(f"{path}: no such image file") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image Pillow can read") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot decode image ({exc})") from None
+    with _open_image(path, "cannot decode image") as im:
+        if strict:
+            _check_patch_header(path, im)
+        rgb = _to_rgb(path, im)
     width, height = rgb.size
     if (width, height) != (PATCH_SIZE, PATCH_SIZE):
         if width < PATCH_SIZE or height < PATCH_SIZE:
@@ -61,15 +55,22 @@ def load_patches(paths: Iterable[str | Path], crop: bool = True, *, strict: bool
 def check_patch_files(paths: Iterable[str | Path]) -> None:
     """Check from the headers alone (no decoding) that every file is a 96x96 RGB image."""
     for path in paths:
-        try:
-            with Image.open(path) as im:
-                _check_patch_header(path, im)
-        except (FileNotFoundError, IsADirectoryError):
-            raise DataError(f"{path}: no such image file") from None
-        except UnidentifiedImageError:
-            raise DataError(f"{path}: not an image Pillow can read") from None
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read image header ({exc})") from None
+        with _open_image(path, "cannot read image header") as im:
+            _check_patch_header(path, im)
+
+
+@contextmanager
+def _open_image(path: str | Path, failure: str) -> Iterator[Image.Image]:
+    """Image.open(path), with Pillow's errors (opening, or `failure` inside the block) as DataErrors."""
+    try:
+        with Image.open(path) as im:
+            yield im
+    except (FileNotFoundError, IsADirectoryError):
+        raise DataError(f"{path}: no such image file") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image Pillow can read") from None
+    except OSError as exc:
+        raise DataError(f"{path}: {failure} ({exc})") from None
 
 
 def _check_patch_header(path: str | Path, im: Image.Image) -> None:
