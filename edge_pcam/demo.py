@@ -24,6 +24,7 @@ from PIL import Image
 
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.datasets import PatchDataset, open_dataset
+from edge_pcam.training.recipe import load_recipe
 
 SUBSET = Path("../shared/data/pcam-subset")
 SYNTHETIC = "synthetic:4000"
@@ -83,13 +84,15 @@ def run_demo(out: str | Path = "runs/demo", data: str | None = None, overwrite: 
     real = dataset.kind != "synthetic"
     print(f"[demo] data: {demo.data} ({dataset.kind}); report in {out / 'report.md'}", flush=True)
 
+    # Thresholds on the tuning set the demo recipe carves from train (the same patches), never on valid.
+    thresholds = ("--tune-from-train", str(load_recipe("demo")["training"]["tune_from_train"]))
     demo.run("train", "train", "--data", demo.data, "--out", str(out / "train"), "--recipe", "demo")
     demo.run("qat", "qat", str(out / "train" / "best.h5"), "--data", demo.data, "--out", str(out / "qat"),
              "--recipe", "demo", "--epochs", "1")
     demo.run("convert-float", "convert", str(out / "train" / "best.h5"), "--data", demo.data,
-             "--out", str(out / "models" / "ptq"), "--float32", "--int8", "--limit", "1000")
+             "--out", str(out / "models" / "ptq"), "--float32", "--int8", "--limit", "1000", *thresholds)
     demo.run("convert-qat", "convert", str(out / "qat" / "best.h5"), "--data", demo.data,
-             "--out", str(out / "models" / "qat"), "--int8", "--limit", "1000")
+             "--out", str(out / "models" / "qat"), "--int8", "--limit", "1000", *thresholds)
     demo.run("bench", "bench", "--models", str(out / "models"), "--data", demo.data, "--out", str(out / "bench"),
              "--limit", "1000", "--threads", "1,2")
 
