@@ -46,7 +46,10 @@ def test_companion_matches_tensorflow_gradients(converted_dir, tiny_model_h5, ea
 
 
 def test_companion_cam_correlates_with_keras_gradcam(tiny_model_h5, easy_data):
-    from edge_pcam.export.gradcam_companion import MIN_CORRELATION, companion_correlation, convert_companion, keras_gradcam
+    import tf_keras as keras
+
+    from edge_pcam.export.gradcam_companion import (MIN_CORRELATION, MIN_HEAD_CORRELATION, companion_correlation,
+                                                    companion_gate, convert_companion, keras_gradcam)
     from edge_pcam.training.modelio import load_model
 
     model = load_model(tiny_model_h5)
@@ -57,10 +60,16 @@ def test_companion_cam_correlates_with_keras_gradcam(tiny_model_h5, easy_data):
     check = companion_correlation(model, convert_companion(model), x)
     assert check["correlation"] >= MIN_CORRELATION
     assert check["min_patch_correlation"] >= MIN_CORRELATION
+    assert check["head_correlation"] >= MIN_HEAD_CORRELATION
+    assert companion_gate(check, qat=False)[1]
+    # The gate fails when the file does not compute its own head (here: the gradient of another model).
+    other = keras.models.clone_model(model)
+    assert not companion_gate(companion_correlation(model, convert_companion(other), x), qat=False)[1]
 
 
 def test_qat_companion_uses_the_qat_weights(tiny_qat_h5, easy_data):
-    from edge_pcam.export.gradcam_companion import MIN_CORRELATION, companion_correlation, convert_companion, head_weights
+    from edge_pcam.export.gradcam_companion import (MIN_CORRELATION_QAT, MIN_HEAD_CORRELATION, companion_correlation,
+                                                    companion_gate, convert_companion, head_weights)
     from edge_pcam.training.modelio import load_model
 
     model = load_model(tiny_qat_h5)
@@ -68,7 +77,8 @@ def test_qat_companion_uses_the_qat_weights(tiny_qat_h5, easy_data):
     assert kernel.shape == (256, 128) and bias.shape == (128,)
     np.testing.assert_array_equal(kernel, model.get_layer("quant_q").weights[0].numpy())
     check = companion_correlation(model, convert_companion(model), _valid_float(easy_data))
-    assert check["correlation"] >= MIN_CORRELATION
+    assert check["correlation"] >= MIN_CORRELATION_QAT and check["head_correlation"] >= MIN_HEAD_CORRELATION
+    assert companion_gate(check, qat=True)[1]
 
 
 def test_device_side_gradcam_from_the_int8_file(converted_dir, tiny_model_h5, easy_data):

@@ -297,14 +297,15 @@ def _place(target: Path, content: bytes, parity: Parity, points: dict[str, Any])
 
 def _write_companion(model, qat: bool, target: Path, valid, rows: np.ndarray, source_model: dict[str, str],
                      recipe: dict[str, Any], say: Log) -> ConvertedFile:
-    from edge_pcam.export.gradcam_companion import MIN_CORRELATION, companion_correlation, convert_companion
+    from edge_pcam.export.gradcam_companion import companion_correlation, companion_gate, convert_companion
 
     say("converting the Grad-CAM companion")
     data = convert_companion(model)
     check_rows = rows[:COMPANION_CHECK_PATCHES]
     images = valid.read(check_rows).astype(np.float32) / np.float32(255.0)
     check = companion_correlation(model, data, images)
-    passed = check["correlation"] >= MIN_CORRELATION
+    gate, passed = companion_gate(check, qat)
+    check = {**check, "gate": gate, "passed": passed}
     meta = mw.build_metadata(
         fmt="gradcam", source="qat" if qat else "float", batch=1,
         input_spec={"shape": [1, 12, 12, 256], "dtype": "float32", "scale": None, "zero_point": None,
@@ -312,13 +313,13 @@ def _write_companion(model, qat: bool, target: Path, valid, rows: np.ndarray, so
         outputs={"logit": {"shape": [1, 1], "dtype": "float32", "scale": None, "zero_point": None},
                  "gradient": {"shape": [1, 12, 12, 256], "dtype": "float32", "scale": None, "zero_point": None}},
         thresholds={}, metrics=None, validation=None, source_model=source_model, recipe=recipe,
-        parity={"reference": "keras_gradcam", **check, "gate": f"correlation >= {MIN_CORRELATION}",
-                "passed": passed})
+        parity={"reference": "keras_gradcam", **check})
     path = target if passed else target.with_name(target.stem + ".rejected.tflite")
     content = with_metadata(data, meta)
     atomic_write_bytes(path, content)
     note = "" if passed else (f"gradcam: the companion's Grad-CAM correlates {check['correlation']:.4f} with "
-                              f"TensorFlow's (needs >= {MIN_CORRELATION}); put aside as {path.name}")
+                              f"TensorFlow's Grad-CAM of the model and {check['head_correlation']:.4f} with its "
+                              f"head's (needs {gate}); put aside as {path.name}")
     return ConvertedFile("gradcam", path, passed, len(content), sha256_file(path), check, {}, None, note)
 
 

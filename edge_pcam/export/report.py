@@ -83,8 +83,9 @@ def summary_markdown(report: dict[str, Any]) -> str:
                   f"`{comp['file']}` takes the pool3 feature map (float32 [1, 12, 12, 256]) and returns the logit "
                   f"and its gradient. Its Grad-CAM on {p['n']} validation patches, against TensorFlow's Grad-CAM "
                   f"of the Keras model: correlation {p['correlation']:.6f} (worst patch "
-                  f"{_number(p['min_patch_correlation'], '.6f')}), largest difference {p['max_abs_difference']:.2e} "
-                  f"({'accepted' if comp['accepted'] else 'REJECTED'}; needs >= 0.99)."]
+                  f"{_number(p['min_patch_correlation'], '.6f')}), largest difference {p['max_abs_difference']:.2e}; "
+                  f"against TensorFlow's gradient of the head it was converted from: correlation "
+                  f"{p['head_correlation']:.6f} ({'accepted' if comp['accepted'] else 'REJECTED'}; needs {p['gate']})."]
 
     if report["edgetpu_partition"]:
         lines += ["", "## Edge TPU", "", partition_markdown(report["edgetpu_partition"], "Partition of the int8 file")]

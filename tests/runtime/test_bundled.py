@@ -1,0 +1,53 @@
+"""The model shipped in edge_pcam/models/: size, provenance, and a model card that agrees with it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from edge_pcam.runtime.bundled import MODELS_DIR
+from edge_pcam.runtime.metadata import read_metadata, sha256_file
+
+SHIPPED = ("edge_pcam_int8.tflite", "edge_pcam_gradcam.tflite", "edge_pcam_float32.tflite")
+MODEL_CARD = Path(__file__).resolve().parents[2] / "MODEL_CARD.md"
+
+
+def test_shipped_files_fit_in_4_mib_and_name_their_companion():
+    assert sum((MODELS_DIR / name).stat().st_size for name in SHIPPED) < 4 * 2**20
+    int8 = read_metadata(MODELS_DIR / "edge_pcam_int8.tflite")
+    companion = MODELS_DIR / int8["companion"]["file"]
+    assert int8["companion"]["sha256"] == sha256_file(companion)
+    assert read_metadata(companion)["format"] == "gradcam"
+
+
+@pytest.mark.parametrize("name, fmt, source", [("edge_pcam_int8.tflite", "int8", "qat"),
+                                               ("edge_pcam_float32.tflite", "float32", "float")])
+def test_metadata_records_how_the_file_was_made(name, fmt, source):
+    meta = read_metadata(MODELS_DIR / name)
+    assert (meta["format"], meta["source"]) == (fmt, source)
+    prov = meta["provenance"]
+    assert prov["training"]["command"].startswith("edge-pcam train ") and "[training]" in prov["training"]["recipe"]
+    assert prov["conversion"]["command"].startswith("edge-pcam convert ")
+    assert "JPEG" in prov["data"] and "not diagnosis" in prov["intended_use"]
+    if source == "qat":
+        assert prov["qat"]["command"].startswith("edge-pcam qat ")
+    # Thresholds were chosen on the tuning set carved from train; the valid split is only reported on.
+    assert meta["validation"]["split"] == "valid"
+    assert meta["validation"]["thresholds_from"]["split"] == "tuning"
+    for point in ("decision", "triage", "high_specificity"):
+        m = meta["metrics"][point]
+        assert m["threshold"] == meta["thresholds"][point]
+        assert {"accuracy", "precision", "recall", "specificity", "f1", "auc"} <= set(m)
+
+
+def test_model_card_quotes_the_shipped_metrics():
+    card = MODEL_CARD.read_text(encoding="utf-8")
+    for name in ("edge_pcam_int8.tflite", "edge_pcam_float32.tflite"):
+        m = read_metadata(MODELS_DIR / name)["metrics"]["decision"]
+        row = next(line for line in card.splitlines()  # the row of the validation table
+                   if line.startswith("|") and f"`{name}`" in line and "(shipped)" in line)
+        cells = [re.sub(r"[*`]", "", c).strip() for c in row.strip("|").split("|")]
+        expected = [f"{m[k]:.3f}" for k in ("accuracy", "precision", "recall", "specificity", "f1", "auc")]
+        assert cells[1:7] == expected, row
