@@ -10,7 +10,7 @@ tf.function. ReLU is written as `maximum(x, 0)`: ReluGrad is not a TFLite
 builtin, while the gradient of Maximum converts to builtin ops (SPEC section 3).
 
 `keras_gradcam` is the reference: TensorFlow's Grad-CAM of the Keras model
-itself. The gate (`companion_check`) asks two things of the converted file:
+itself. The gate (`companion_gate`) asks two things of the converted file:
 - it computes what it was converted from: its Grad-CAM against TensorFlow's
   gradient of the same head function, correlation >= 0.999;
 - it explains the model: against `keras_gradcam`, correlation >= 0.99 for a
