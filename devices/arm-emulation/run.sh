@@ -189,25 +189,31 @@ else
   # the test fixtures, the bundled model, and the committed conversions of the real-subset model
   MODEL_DIRS=("$REPO/tests/fixtures/models" "$REPO/edge_pcam/models" "$REPO"/benchmarks/results/conversion/*/)
 fi
-MODELS=()
-for d in "${MODEL_DIRS[@]}"; do
-  [ -d "$d" ] || continue
-  while IFS= read -r f; do [ -z "$f" ] || MODELS+=("$f"); done < <("$PYTHON" "$REPO/devices/arm-emulation/check.py" classifiers "$d")
-done
-[ ${#MODELS[@]} -gt 0 ] || die "no edge-pcam classifiers (.tflite with metadata) found in ${MODEL_DIRS[*]}"
+# Each folder's files go to their own work/models/PARENT-FOLDER/ (e.g. conversion-ptq): folders
+# hold files of the same name (edge_pcam_int8.tflite, edge_pcam_gradcam.tflite) that differ.
 OUT=$WORK/results
 mkdir -p "$OUT" "$ROOT/work/patches" "$ROOT/work/models"
-"$PYTHON" "$REPO/devices/arm-emulation/check.py" patches "$ROOT/work/patches"
-for m in "${MODELS[@]}"; do
-  cp "$m" "$ROOT/work/models/"
-  companion=$("$PYTHON" "$REPO/devices/arm-emulation/check.py" companion "$m")
-  [ -z "$companion" ] || cp "$companion" "$ROOT/work/models/"
+FOUND=0
+for d in "${MODEL_DIRS[@]}"; do
+  [ -d "$d" ] || continue
+  d=${d%/}
+  tag=$(basename "$(dirname "$d")")-$(basename "$d")
+  while IFS= read -r m; do
+    [ -n "$m" ] || continue
+    mkdir -p "$ROOT/work/models/$tag"
+    cp "$m" "$ROOT/work/models/$tag/"
+    companion=$("$PYTHON" "$REPO/devices/arm-emulation/check.py" companion "$m")
+    [ -z "$companion" ] || cp "$companion" "$ROOT/work/models/$tag/"
+    FOUND=$((FOUND + 1))
+  done < <("$PYTHON" "$REPO/devices/arm-emulation/check.py" classifiers "$d")
 done
+[ "$FOUND" -gt 0 ] || die "no edge-pcam classifiers (.tflite with metadata) found in ${MODEL_DIRS[*]}"
+"$PYTHON" "$REPO/devices/arm-emulation/check.py" patches "$ROOT/work/patches"
 
 run_host() {  # run_host NAME PYTHON RUNTIME
   local name=$1 py=$2 runtime=$3 m base
-  for m in "$ROOT"/work/models/*.tflite; do
-    base=$(basename "$m" .tflite)
+  for m in "$ROOT"/work/models/*/*.tflite; do
+    base=$(basename "$(dirname "$m")")/$(basename "$m" .tflite)
     "$PYTHON" "$REPO/devices/arm-emulation/check.py" is-classifier "$m" || continue
     mkdir -p "$OUT/$name/$base"
     (cd "$REPO" && "$py" -m edge_pcam predict "$ROOT/work/patches" --model "$m" --runtime "$runtime" --threads 1 \
@@ -226,8 +232,8 @@ failed() {  # failed LOG WHAT: record how a command ended (a crash by its signal
 }
 run_arm() {  # run_arm CPU VENV RUNTIME
   local cpu=$1 venv=$2 runtime=$3 name="aarch64-$1-$3" m base
-  for m in "$ROOT"/work/models/*.tflite; do
-    base=$(basename "$m" .tflite)
+  for m in "$ROOT"/work/models/*/*.tflite; do
+    base=$(basename "$(dirname "$m")")/$(basename "$m" .tflite)
     "$PYTHON" "$REPO/devices/arm-emulation/check.py" is-classifier "$m" || continue
     mkdir -p "$ROOT/work/out/$name/$base"
     local dir=$ROOT/work/out/$name/$base rc=0
