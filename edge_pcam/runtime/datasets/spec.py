@@ -6,11 +6,22 @@ from pathlib import Path
 
 from edge_pcam.errors import DataError
 from edge_pcam.runtime.datasets.base import PatchDataset
+from edge_pcam.runtime.datasets.combined import combine, filter_by_source, parse_filter, split_sources
 
 
 def open_dataset(spec: str) -> PatchDataset:
-    """Open the dataset named by `spec` (see the package docstring for the forms)."""
+    """Open the dataset named by `spec` (see the package docstring for the forms; `A+B` joins sources)."""
     spec = str(spec)
+    sources = split_sources(spec)
+    if len(sources) > 1:
+        return combine([_open_one(s) for s in sources], spec)
+    return _open_one(spec)
+
+
+def _open_one(spec: str) -> PatchDataset:
+    path, filters = parse_filter(spec)
+    if filters:
+        return filter_by_source(_open_folder(Path(path)), Path(path), filters, spec)
     scheme = spec.split(":", 1)[0] if ":" in spec and not Path(spec).exists() else ""
     if scheme == "synthetic":
         from edge_pcam.runtime.datasets.synthetic import open_synthetic
