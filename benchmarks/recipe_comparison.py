@@ -44,9 +44,9 @@ class Variant:
 VARIANTS = (
     Variant("subset-best", "the current recipe (`train/subset-best.toml`)", (SUBSET,)),
     Variant("hed-light", "+ HED stain augmentation, sigma 0.05", (SUBSET,), ("augment.hed=0.05",)),
-    Variant("hed-strong", "+ HED stain augmentation, sigma 0.2", (SUBSET,), ("augment.hed=0.2",)),
     Variant("extra", "+ all 14,062 pcam-extra patches, classes weighted", (SUBSET, EXTRA),
             ("data.balance=weights",)),
+    Variant("hed-strong", "+ HED stain augmentation, sigma 0.2", (SUBSET,), ("augment.hed=0.2",)),
     Variant("extra-no-hard", "+ pcam-extra without its 1,806 hard negatives (source MartiHan), classes weighted",
             (SUBSET, f"{EXTRA}?exclude_source=MartiHan"), ("data.balance=weights",)),
 )
