@@ -243,7 +243,8 @@ def compile_model(recipe: Recipe, steps_per_epoch: int, model=None, steps_per_ex
     from edge_pcam.training.callbacks import WarmupCosine
     o, epochs = recipe["optimizer"], recipe["training"]["epochs"]
     if model is None:
-        model = build_model(l2=recipe["model"]["l2"], dropout=recipe["model"]["dropout"])
+        model = build_model(l2=recipe["model"]["l2"], dropout=recipe["model"]["dropout"],
+                            precision=recipe["training"]["precision"])
     if o["lr_schedule"] == "cosine":
         lr = WarmupCosine(o["lr"], epochs * steps_per_epoch, o["warmup_epochs"] * steps_per_epoch, o["min_lr"])
     else:

@@ -15,8 +15,12 @@ from edge_pcam.model import custom_objects
 
 
 def save_model_atomic(model: keras.Model, path: str | Path, include_optimizer: bool = False) -> Path:
-    """Write `model` to `path` (.h5) through a temporary file in the same folder, then rename."""
+    """Write `model` to `path` (.h5) through a temporary file in the same folder, then rename.
+    A mixed-precision model is written as its float32 twin (same weights)."""
     path = Path(path)
+    twin = float32_twin(model)
+    if twin is not model:
+        model, include_optimizer = twin, False
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".h5.tmp", dir=path.parent)
     os.close(fd)
@@ -34,6 +38,19 @@ def save_model_atomic(model: keras.Model, path: str | Path, include_optimizer: b
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def float32_twin(model: keras.Model) -> keras.Model:
+    """`model` itself when every layer computes in float32; else the same architecture in float32
+    carrying the same weights (mixed-precision weights are float32 already)."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        layer["config"]["dtype"] = "float32"
+    twin = keras.Model.from_config(config)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def is_qat_file(path: str | Path) -> bool:
