@@ -131,13 +131,13 @@ class ResumeKey:
         """What differs from `other` (the file's key), in words; empty when a scan may resume."""
         found = []
         if (self.slide_digest, self.slide_bytes) != (other.slide_digest, other.slide_bytes):
-            found.append(f"another slide (its content differs from {Path(other.slide).name or 'this one'})")
+            found.append(f"of another slide (its content differs from the {Path(other.slide).name} scanned there)")
         if self.model_sha256 != other.model_sha256:
-            found.append(f"another model (sha256 {other.model_sha256[:12]}, not {self.model_sha256[:12]})")
-        changed = [f"{name} {other.settings.get(name)!r}, not {value!r}" for name, value in self.settings.items()
+            found.append(f"by another model (sha256 {other.model_sha256[:12]} there, {self.model_sha256[:12]} now)")
+        changed = [f"{name} {other.settings.get(name)!r} there, {value!r} now" for name, value in self.settings.items()
                    if other.settings.get(name) != value]
         if changed:
-            found.append(f"other settings ({'; '.join(changed)})")
+            found.append(f"with other settings ({'; '.join(changed)})")
         return found
 
 
@@ -171,7 +171,7 @@ class TileStore:
                                 "tell whether this is the same slide; use another --out, or delete it to scan again")
         differences = self.key.differences(found)
         if differences:
-            raise EdgePcamError(f"{self.path}: holds a scan of {'; '.join(differences)}; use another --out, "
+            raise EdgePcamError(f"{self.path}: holds a scan {' and '.join(differences)}; use another --out, "
                                 f"or delete {self.path.name} to scan again")
 
     def open(self, tissue: np.ndarray) -> None:
