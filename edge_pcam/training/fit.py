@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.datasets.combined import join_sources
-from edge_pcam.runtime.fileio import atomic_write_json
+from edge_pcam.runtime.fileio import atomic_write_json, atomic_write_text
 from edge_pcam.runtime.metrics import operating_points
 from edge_pcam.training import rundir
 from edge_pcam.training.recipe import Recipe, load_recipe
@@ -128,7 +128,7 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
                             f"({global_batch}); lower --batch-size")
     is_tpu = info.name.startswith("tpu")
     if info.is_chief:
-        (wrun / "recipe.toml").write_text(recipe.to_toml())
+        atomic_write_text(wrun / "recipe.toml", recipe.to_toml())
         atomic_write_json(wrun / "versions.json", {**versions(), "strategy": info.name, "replicas": info.replicas},
                           indent=2)
         atomic_write_json(wrun / "data.json", {

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.metadata import read_metadata, with_metadata
 from edge_pcam.runtime.scan import scan_slide
 from edge_pcam.runtime.scan.geometry import plan_geometry
