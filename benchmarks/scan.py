@@ -71,7 +71,7 @@ def make_models(folder: Path, weights: str | None) -> None:
 
 def tissue_tiles_of(slide_path: Path) -> np.ndarray:
     """Every tissue tile of the slide at scan scale, in memory: the raw interpreter's input."""
-    from edge_pcam.runtime.scan import TILE, find_tissue, iter_tiles, plan_geometry
+    from edge_pcam.runtime.scan.geometry import TILE, find_tissue, iter_tiles, plan_geometry
     from edge_pcam.runtime.slide import open_slide
 
     with open_slide(slide_path) as slide:
@@ -95,7 +95,7 @@ def scan_once(slide_path: Path, model_dir: Path, out: Path) -> dict:
     from edge_pcam.runtime.scan import scan_slide
 
     shutil.rmtree(out, ignore_errors=True)
-    return scan_slide(slide_path, out, model_dir / "bench_int8.tflite", batch=None)
+    return scan_slide(slide_path, out, model_dir / "bench_int8.tflite", batch=None).report.to_json()
 
 
 def main() -> None:

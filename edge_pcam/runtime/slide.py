@@ -34,8 +34,8 @@ import numpy as np
 from PIL import Image
 
 from edge_pcam.errors import DataError
+from edge_pcam.runtime.constants import PCAM_MPP
 
-PCAM_MPP = 0.972  # Camelyon16's 0.243 µm/px at 40x, taken at 10x (PCam's patches)
 PLAUSIBLE_MPP = (0.05, 20.0)  # µm per pixel a brightfield scan can have
 LEVEL_TOLERANCE = 0.05  # a level up to 5% coarser than asked is still used (then upsampled)
 MAX_PLAIN_PIXELS = 64_000_000  # plain (Pillow) images are read whole: 192 MB at most

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edge_pcam.runtime.constants import PCAM_MPP
 from edge_pcam.runtime.datasets.synthetic import paint_tissue
 
-PCAM_MPP = 0.972  # Camelyon16's 0.243 µm/px at 40x, taken at 10x
 GLASS = (243, 241, 245)  # background: HSV saturation 0.016, well under PCam's 0.07
 PIECE = 256  # tissue is painted in pieces of this many pixels at PCAM_MPP
 

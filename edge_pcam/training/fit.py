@@ -20,10 +20,11 @@ from pathlib import Path
 
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.datasets.combined import join_sources
+from edge_pcam.runtime.fileio import atomic_write_json, atomic_write_text
 from edge_pcam.runtime.metrics import operating_points
 from edge_pcam.training import rundir
 from edge_pcam.training.recipe import Recipe, load_recipe
-from edge_pcam.training.rundir import RunDir, write_json_atomic
+from edge_pcam.training.rundir import RunDir
 from edge_pcam.training.strategy import STRATEGIES, make_strategy, worker_dir
 
 Log = Callable[[str], None]
@@ -127,15 +128,16 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
                             f"({global_batch}); lower --batch-size")
     is_tpu = info.name.startswith("tpu")
     if info.is_chief:
-        (wrun / "recipe.toml").write_text(recipe.to_toml())
-        write_json_atomic(wrun / "versions.json", {**versions(), "strategy": info.name, "replicas": info.replicas})
-        write_json_atomic(wrun / "data.json", {
+        atomic_write_text(wrun / "recipe.toml", recipe.to_toml())
+        atomic_write_json(wrun / "versions.json", {**versions(), "strategy": info.name, "replicas": info.replicas},
+                          indent=2)
+        atomic_write_json(wrun / "data.json", {
             "spec": data, "kind": dataset.kind, "counts": dataset.counts(),
             "used": {"train": len(train_split), "selection": selection_split.name, "selection_n": len(selection_split),
                      "valid": len(valid_split)},
             "tune_from_train": {"n": t["tune_from_train"], "seed": t["seed"]} if tuning_split is not None else None,
             "class_weight": class_weight,
-        })
+        }, indent=2)
     if info.is_chief and class_weight is not None:
         log(f"class weights (balance = weights): normal {class_weight[0]:.3f}, tumour {class_weight[1]:.3f}")
     log(f"edge-pcam train: {data} -> {run.path} | {info.name} | global batch {global_batch} "
@@ -229,7 +231,7 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
         vprobs = _predict(best, valid_split)
         metrics["valid"] = operating_points(valid_split.labels, vprobs)
         metrics["valid_at_tuning_thresholds"] = operating_points(valid_split.labels, vprobs, metrics["thresholds"])
-    write_json_atomic(run / "metrics.json", metrics)
+    atomic_write_json(run / "metrics.json", metrics, indent=2)
     shutil.rmtree(run / "backup", ignore_errors=True)
     result.metrics = metrics
     return result

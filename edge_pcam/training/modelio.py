@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import tf_keras as keras
 
 from edge_pcam.errors import ModelFileError
 from edge_pcam.model import custom_objects
+from edge_pcam.runtime.fileio import atomic_path
 
 
 def save_model_atomic(model: keras.Model, path: str | Path, include_optimizer: bool = False) -> Path:
@@ -22,21 +21,9 @@ def save_model_atomic(model: keras.Model, path: str | Path, include_optimizer: b
     if twin is not model:
         model, include_optimizer = twin, False
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".h5.tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
-            model.save(tmp, save_format="h5", include_optimizer=include_optimizer)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
+        model.save(str(tmp), save_format="h5", include_optimizer=include_optimizer)
     return path
 
 

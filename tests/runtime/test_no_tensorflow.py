@@ -36,8 +36,7 @@ class Blocker(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Blocker())
 import edge_pcam.runtime
 for mod in pkgutil.walk_packages(edge_pcam.runtime.__path__, "edge_pcam.runtime."):
-    if mod.name != "edge_pcam.runtime.datasets.tfds":  # TFDS is TensorFlow's by nature
-        importlib.import_module(mod.name)
+    importlib.import_module(mod.name)
 import edge_pcam.cli
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
 assert not loaded, loaded

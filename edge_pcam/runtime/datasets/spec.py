@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from edge_pcam.errors import DataError
 from edge_pcam.runtime.datasets.base import PatchDataset
 from edge_pcam.runtime.datasets.combined import combine, filter_by_source, parse_filter, split_sources
+
+SCHEME_ENTRY_POINTS = "edge_pcam.data_schemes"  # entry-point group: data scheme -> opener(spec)
 
 
 def open_dataset(spec: str) -> PatchDataset:
@@ -26,12 +30,22 @@ def _open_one(spec: str) -> PatchDataset:
     if scheme == "synthetic":
         from edge_pcam.runtime.datasets.synthetic import open_synthetic
         return open_synthetic(spec)
-    if scheme == "tfds":
-        from edge_pcam.runtime.datasets.tfds import open_tfds
-        return open_tfds(spec)
+    opener = _scheme_opener(scheme) if scheme else None
+    if opener is not None:
+        return opener(spec)
     if scheme:
         raise DataError(f"{spec}: unknown data scheme '{scheme}:' (use synthetic:N, tfds:patch_camelyon or a folder)")
     return _open_folder(Path(spec))
+
+
+def _scheme_opener(scheme: str) -> Callable[[str], PatchDataset] | None:
+    """The opener another part of the package (or another package) registers for `scheme:`.
+
+    `tfds:` is the workstation side's (`edge_pcam.data.tfds`), registered as an entry point
+    so that the device side imports it only when asked for.
+    """
+    found = entry_points(group=SCHEME_ENTRY_POINTS, name=scheme)
+    return next(iter(found)).load() if found else None
 
 
 def _open_folder(path: Path) -> PatchDataset:
