@@ -51,6 +51,9 @@ class KerasEngine:
             raise RuntimeUnavailableError("TensorFlow is not installed (a Keras .h5 model needs "
                                           "`pip install 'edge-pcam[train]'`; the .tflite rows do not)")
         import tf_keras
+
+        from edge_pcam.training.evaluate import keras_probabilities
+        self._probabilities = keras_probabilities
         self.model = load_keras(path)
         self.runtime = KERAS_RUNTIME
         self.runtime_version = f"tf-keras {tf_keras.__version__}"
@@ -58,14 +61,7 @@ class KerasEngine:
         self.threads = None
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images)
-        if images.ndim == 3:
-            images = images[None]
-        out = np.empty(len(images), np.float32)
-        for start in range(0, len(images), KERAS_BATCH):
-            x = images[start:start + KERAS_BATCH].astype(np.float32) / np.float32(255.0)
-            out[start:start + len(x)] = np.asarray(self.model(x, training=False)).reshape(-1)
-        return out
+        return self._probabilities(self.model, images, KERAS_BATCH)
 
 
 def keras_available() -> bool:
@@ -78,11 +74,7 @@ def keras_available() -> bool:
 
 def load_keras(path: Path) -> Any:
     """A Keras model from .h5 (QAT models inside the quantize scope), through the training side's loader."""
-    try:
-        from edge_pcam.training.modelio import load_model
-    except ImportError:  # a checkout without the training package: plain Keras loading
-        import tf_keras
-        return tf_keras.models.load_model(path, compile=False)
+    from edge_pcam.training.modelio import load_model
     return load_model(path)
 
 

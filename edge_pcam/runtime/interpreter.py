@@ -5,11 +5,14 @@ else tflite-runtime (Coral's pycoral stack, older Raspberry Pi images).
 TensorFlow's own `tf.lite` is used only when asked for (`runtime="tf"`):
 importing TensorFlow costs seconds and gigabytes that a device does not have.
 
-`load_model` reads the model card (edge_pcam.runtime.metadata) before giving
-the file to an interpreter, so a file that is not an edge-pcam model, a
-truncated one, or one this interpreter cannot run gets a one-line error
-instead of a crash. Outputs are found by shape, not by order: the probability
-is [B, 1], the pool3 feature map [B, 12, 12, 256].
+`load_model` reads the model card (edge_pcam.runtime.metadata) and checks the
+flatbuffer against the digest in it before giving the file to an interpreter,
+so a file that is not an edge-pcam model, a truncated or damaged one, or one
+this interpreter cannot run gets a one-line error instead of a crash or a
+wrong answer. The file runs exactly as it was written (its quantization is
+settled at conversion). Tensors are found by their names in the file's
+serving_default signature, with their shapes as a check (`signature_tensors`):
+a classifier's image -> probability [B, 1] and features [B, 12, 12, 256].
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import struct
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_pcam.errors import ModelFileError, RuntimeUnavailableError
-from edge_pcam.runtime.flatbuffer import check_model
-from edge_pcam.runtime.metadata import metadata_from_bytes, model_bytes
-from edge_pcam.runtime.symmetric_matmul import symmetric_matmul_operands
+from edge_pcam.errors import EdgePcamWarning, ModelFileError, RuntimeUnavailableError
+from edge_pcam.runtime.flatbuffer import check_model, signatures
+from edge_pcam.runtime.metadata import NO_DIGEST, metadata_from_bytes, model_bytes, verify_integrity
 
 LITERT = "ai-edge-litert"
 TFLITE_RUNTIME = "tflite-runtime"
@@ -48,6 +51,9 @@ _MODULES = {LITERT: "ai_edge_litert", TFLITE_RUNTIME: "tflite_runtime", TF_LITE:
 
 PATCH_SHAPE = (96, 96, 3)
 FEATURE_SHAPE = (12, 12, 256)
+SIGNATURE = "serving_default"
+CLASSIFIER_INPUTS = {"image": (None, *PATCH_SHAPE)}
+CLASSIFIER_OUTPUTS = {"probability": (None, 1), "features": (None, *FEATURE_SHAPE)}
 EDGETPU_LIBRARY = {"linux": "libedgetpu.so.1", "darwin": "libedgetpu.1.dylib", "win32": "edgetpu.dll"}
 
 
@@ -142,7 +148,7 @@ class PatchModel:
     """
 
     def __init__(self, path: Path, metadata: dict[str, Any], interpreter: Any, backend: Backend,
-                 threads: int, device: str | None):
+                 threads: int, device: str | None, content: bytes):
         self.path = path
         self.metadata = metadata
         self.runtime = backend.name
@@ -150,21 +156,12 @@ class PatchModel:
         self.threads = threads
         self.device = device
         self._interpreter = interpreter
-        inputs = interpreter.get_input_details()
-        if len(inputs) != 1 or tuple(inputs[0]["shape"][1:]) != PATCH_SHAPE:
-            raise ModelFileError(f"{path}: not an edge-pcam patch classifier "
-                                 f"(input {[list(d['shape']) for d in inputs]}, expected [B, 96, 96, 3])")
-        self._input = inputs[0]
+        inputs, outputs = signature_tensors(interpreter, content, CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS,
+                                            str(path), "patch classifier", optional=("features",))
+        self._input = inputs["image"]
         self.batch = int(self._input["shape"][0])
-        self._prob = self._feat = None
-        for out in interpreter.get_output_details():
-            shape = tuple(int(s) for s in out["shape"])
-            if shape == (self.batch, 1):
-                self._prob = out
-            elif shape == (self.batch, *FEATURE_SHAPE):
-                self._feat = out
-        if self._prob is None:
-            raise ModelFileError(f"{path}: not an edge-pcam patch classifier (no [B, 1] probability output)")
+        self._prob = outputs["probability"]
+        self._feat = outputs.get("features")
 
     @property
     def format(self) -> str:
@@ -241,8 +238,58 @@ def _dequantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     return (x.astype(np.float32) - np.float32(zero)) * np.float32(scale)
 
 
+def signature_tensors(interpreter: Any, content: bytes, inputs: dict[str, tuple[int | None, ...]],
+                      outputs: dict[str, tuple[int | None, ...]], name: str, kind: str,
+                      optional: tuple[str, ...] = ()) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The interpreter's input and output details by their names in the file's serving_default signature.
+
+    `inputs` / `outputs` name the tensors expected and their shapes (None: any
+    size, e.g. the batch); a name in `optional` may be absent. ModelFileError
+    (one line) when the signature is missing, a name is absent or a shape differs.
+    """
+    signature = signatures(content).get(SIGNATURE)
+    if signature is None or signature["subgraph"] != 0:
+        raise ModelFileError(f"{name}: no {SIGNATURE} signature naming its inputs and outputs (made by an early "
+                             "edge-pcam or another tool); convert it again with `edge-pcam convert`")
+    by_index = {int(d["index"]): d for d in (*interpreter.get_input_details(), *interpreter.get_output_details())}
+    found: list[dict[str, dict[str, Any]]] = []
+    for side, wanted in (("inputs", inputs), ("outputs", outputs)):
+        named = signature[side]
+        details = {}
+        for tensor, shape in wanted.items():
+            if tensor not in named:
+                if tensor in optional:
+                    continue
+                raise ModelFileError(f"{name}: not an edge-pcam {kind} (its {SIGNATURE} {side} are "
+                                     f"{', '.join(sorted(named)) or 'none'}; expected {', '.join(wanted)})")
+            detail = by_index.get(named[tensor])
+            actual = tuple(int(s) for s in detail["shape"]) if detail is not None else None
+            if actual is None or len(actual) != len(shape) or any(
+                    want is not None and got != want for got, want in zip(actual, shape)):
+                expected = "[" + ", ".join("B" if d is None else str(d) for d in shape) + "]"
+                raise ModelFileError(f"{name}: not an edge-pcam {kind} (its '{tensor}' tensor has shape "
+                                     f"{list(actual or [])}, expected {expected})")
+            details[tensor] = detail
+        found.append(details)
+    return found[0], found[1]
+
+
+def tensor_spec(detail: dict[str, Any]) -> dict[str, Any]:
+    """One tensor as the card describes it: shape, dtype and, when quantized, scale and zero point."""
+    dtype = np.dtype(detail["dtype"]).name
+    scale, zero = detail["quantization"]
+    quantized = dtype in ("int8", "uint8")
+    return {"shape": [int(s) for s in detail["shape"]], "dtype": dtype,
+            "scale": float(scale) if quantized else None, "zero_point": int(zero) if quantized else None}
+
+
 def read_model_file(path: str | os.PathLike) -> tuple[Path, bytes, dict[str, Any]]:
-    """The file's path, its flatbuffer (without the metadata archive) and its metadata."""
+    """The file's path, its flatbuffer (without the metadata archive) and its metadata.
+
+    The flatbuffer is checked against the card's digest (ModelFileError when it
+    does not match); a file without one, made by an earlier edge-pcam, gets a
+    one-line EdgePcamWarning pointing to `edge-pcam upgrade`.
+    """
     path = Path(path)
     if path.is_dir():
         raise ModelFileError(f"{path}: is a folder, not a .tflite file")
@@ -254,6 +301,11 @@ def read_model_file(path: str | os.PathLike) -> tuple[Path, bytes, dict[str, Any
         raise ModelFileError(f"{path}: a TFLite file without edge-pcam metadata: truncated, or not "
                              "made by `edge-pcam convert`")
     meta = metadata_from_bytes(data, str(path))
+    if verify_integrity(data, meta, str(path)) == NO_DIGEST:
+        warnings.warn(EdgePcamWarning(
+            f"{path}: made by an earlier edge-pcam (model card schema {meta.get('schema_version')}): no integrity "
+            "digest to check, and its outputs may differ slightly from the metrics in its card; run "
+            f"`edge-pcam upgrade {path} NEW.tflite`"), stacklevel=2)
     content = model_bytes(data)
     try:
         check_model(content)
@@ -309,16 +361,13 @@ def _captured_stderr() -> Iterator[Callable[[], str]]:
 
 
 def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", threads: int | None = None,
-               device: str | None = None, *, as_converted: bool = False) -> PatchModel:
+               device: str | None = None) -> PatchModel:
     """Load an edge-pcam .tflite classifier (None: the bundled model) in a TFLite interpreter.
 
     `runtime`: auto (ai-edge-litert, else tflite-runtime), litert, tflite-runtime or tf.
     `threads`: interpreter threads (default: every core, up to 4).
     `device`: an Edge TPU (usb, pci, :N) for a file compiled with the Edge TPU compiler.
-    An int8 file whose attention products have an asymmetric second operand is
-    run with that operand made symmetric (edge_pcam.runtime.symmetric_matmul:
-    about twice as fast on ai-edge-litert, probabilities within a few 1/256
-    steps); `as_converted=True` runs the file's bytes unchanged.
+    The file's bytes run unchanged: what was measured at conversion is what runs.
     """
     if path is None:
         from edge_pcam.runtime.bundled import default_model_path
@@ -340,7 +389,5 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", thr
     if threads < 1:
         raise RuntimeUnavailableError(f"threads must be at least 1, got {threads}")
     delegates = [edgetpu_delegate(backend, device)] if device else None
-    if not as_converted:
-        content, _ = symmetric_matmul_operands(content)  # lets XNNPACK run the attention's int8 products
     interpreter = open_interpreter(content, backend, threads, delegates, str(path))
-    return PatchModel(path, meta, interpreter, backend, threads, device)
+    return PatchModel(path, meta, interpreter, backend, threads, device, content)
