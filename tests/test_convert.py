@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge_pcam.errors import DataError, EdgePcamError, ModelFileError
-from edge_pcam.runtime.metadata import REQUIRED_KEYS, read_metadata, sha256_file
+from edge_pcam.runtime.metadata import model_bytes, read_metadata, sha256_file
 
 pytestmark = pytest.mark.tf
 
@@ -30,8 +31,9 @@ def test_every_format_is_written_with_metadata(converted_dir, easy_data, tiny_mo
     for fmt in FORMATS:
         path = converted_dir / f"edge_pcam_{fmt}.tflite"
         meta = read_metadata(path)
-        assert set(REQUIRED_KEYS) <= set(meta)
-        assert meta["format"] == fmt
+        assert meta["schema_version"] == 2 and meta["format"] == fmt
+        assert meta["integrity"] == {"algorithm": "sha256",
+                                     "model_sha256": hashlib.sha256(model_bytes(path.read_bytes())).hexdigest()}
         assert meta["source"] == ("float" if fmt == "float32" else "ptq")
         assert meta["batch"] == 1 and meta["input"]["shape"] == [1, 96, 96, 3]
         assert meta["labels"] == ["normal", "tumour"]

@@ -166,13 +166,13 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
                 rep = calibration_batches(calibration, batch)
             flatbuffer = convert_model(model, fmt, batch=batch, representative=rep)
             spec = input_spec(flatbuffer).as_metadata()
-            info = classifier_info(fmt, mw.source_kind(fmt, qat), spec, list(LABEL_NAMES), model_version(source_model))
+            info = classifier_info(fmt, mw.source_kind(fmt, qat), spec, list(LABEL_NAMES), mw.model_version(source_model))
             converted[fmt], files[fmt] = with_tflite_metadata(flatbuffer, info)
             provisional = mw.build_metadata(
                 fmt=fmt, source=mw.source_kind(fmt, qat), batch=batch, input_spec=spec,
                 outputs={k: mw.output_spec(v) for k, v in output_details(converted[fmt]).items()}, thresholds={},
                 metrics=None, validation=None, source_model=source_model, recipe=recipe_used,
-                operating=_unmeasured())
+                operating=mw.unmeasured())
             temps[fmt] = _temp_file(out_dir, f"{name}_{fmt}{suffix}")
             temps[fmt].write_bytes(with_metadata(converted[fmt], provisional, files[fmt]))
 
@@ -203,7 +203,7 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
                 thresholds={k: v["threshold"] for k, v in points.items()}, metrics=points,
                 validation=validation, parity=_parity_meta(parity), companion=companion_meta,
                 source_model=source_model, recipe=recipe_used, edgetpu=edgetpu_meta,
-                operating=operating_characteristics(points, "valid", _evaluation_text(validation)))
+                operating=operating_characteristics(points, "valid", mw.evaluation_text(validation)))
             target = out_dir / f"{name}_{fmt}{suffix}.tflite"
             result.files.append(_place(target, with_metadata(data_, meta, files[fmt]), parity, points))
             if not parity.passed:
@@ -226,29 +226,6 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
 
     _write_report(result, model_path, source_model, qat, validation, recipe_used, calibration)
     return result
-
-
-def model_version(source_model: dict[str, Any]) -> str:
-    """The version string of the TFLite metadata: the tool and the source model it was converted from."""
-    from edge_pcam.export.metadata_writer import tool_versions
-    digest = (source_model.get("sha256") or "unknown")[:12]
-    return f"edge-pcam {tool_versions().get('edge-pcam', 'unknown')}; from {source_model['file']} (sha256 {digest})"
-
-
-def _unmeasured() -> dict[str, Any]:
-    """The operating-characteristics block of a file not measured yet (the temporary files only)."""
-    zero = {"threshold": 0.5, "tp": 0, "fn": 0, "fp": 0, "tn": 0}
-    return {"split": "valid", "description": "not measured yet", "n_positive": 0, "n_negative": 0,
-            "points": {"decision": zero}}
-
-
-def _evaluation_text(validation: dict[str, Any]) -> str:
-    """What the counts were measured on, for operating_characteristics.description."""
-    source = validation["thresholds_from"]
-    chosen = ("thresholds chosen on the same patches" if source["split"] == "valid" else
-              f"thresholds chosen on {source['n']:,} tuning patches carved from the train split")
-    return (f"valid split of {validation['data']}, {validation['n']:,} patches, measured with "
-            f"{validation['runtime']}; {chosen}")
 
 
 def _load_source(model_path: Path):
@@ -341,7 +318,7 @@ def _write_companion(model, qat: bool, target: Path, valid, rows: np.ndarray, so
 
     say("converting the Grad-CAM companion")
     data, files = with_tflite_metadata(convert_companion(model), companion_info("qat" if qat else "float",
-                                                                                 model_version(source_model)))
+                                                                                 mw.model_version(source_model)))
     check_rows = rows[:COMPANION_CHECK_PATCHES]
     images = valid.read(check_rows).astype(np.float32) / np.float32(255.0)
     check = companion_correlation(model, data, images)

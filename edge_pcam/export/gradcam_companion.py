@@ -27,11 +27,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from edge_pcam.export.tflite import FEATURE_SHAPE, _quiet, find_layer
+from edge_pcam.export.tflite import _quiet, find_layer
 from edge_pcam.model import FEATURE_LAYER, LOGIT_LAYER
 from edge_pcam.runtime.cam import cam_from_gradients
-from edge_pcam.runtime.gradcam import COMPANION_INPUTS, COMPANION_OUTPUTS
-from edge_pcam.runtime.interpreter import signature_tensors
+from edge_pcam.runtime.signature import COMPANION_INPUTS, COMPANION_OUTPUTS, FEATURE_SHAPE, signature_tensors
 
 HEAD_DENSE = ("q", "k", "v", "o", "fc", LOGIT_LAYER)
 MIN_CORRELATION = 0.99      # against keras_gradcam of a float model

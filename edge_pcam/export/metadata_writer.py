@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge_pcam.runtime.datasets.base import LABEL_NAMES
-from edge_pcam.runtime.interpreter import tensor_spec as output_spec  # noqa: F401  (the card's tensor entries)
+from edge_pcam.runtime.signature import tensor_spec as output_spec  # noqa: F401  (the card's tensor entries)
 
 VERSIONED_PACKAGES = ("edge-pcam", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
                       "numpy")
@@ -80,6 +80,28 @@ def build_metadata(*, fmt: str, source: str, batch: int, input_spec: dict[str, A
         meta["operating_characteristics"] = operating
     return meta
 
+
+
+def model_version(source_model: dict[str, Any]) -> str:
+    """The version string of the TFLite metadata: the tool and the source model it was converted from."""
+    digest = (source_model.get("sha256") or "unknown")[:12]
+    return f"edge-pcam {tool_versions().get('edge-pcam', 'unknown')}; from {source_model['file']} (sha256 {digest})"
+
+
+def unmeasured() -> dict[str, Any]:
+    """The operating-characteristics block of a file not measured yet (the temporary files only)."""
+    zero = {"threshold": 0.5, "tp": 0, "fn": 0, "fp": 0, "tn": 0}
+    return {"split": "valid", "description": "not measured yet", "n_positive": 0, "n_negative": 0,
+            "points": {"decision": zero}}
+
+
+def evaluation_text(validation: dict[str, Any]) -> str:
+    """What the counts were measured on, for operating_characteristics.description."""
+    source = validation["thresholds_from"]
+    chosen = ("thresholds chosen on the same patches" if source["split"] == "valid" else
+              f"thresholds chosen on {source['n']:,} tuning patches carved from the train split")
+    return (f"valid split of {validation['data']}, {validation['n']:,} patches, measured with "
+            f"{validation['runtime']}; {chosen}")
 
 
 def edgetpu_summary(report: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import tf_keras as keras
 
 from edge_pcam.errors import DataError, ModelFileError
 from edge_pcam.model import FEATURE_LAYER, PATCH_SIZE
-from edge_pcam.runtime.interpreter import CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS, FEATURE_SHAPE, signature_tensors
+from edge_pcam.runtime.signature import CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS, signature_tensors
 from edge_pcam.runtime.symmetric_matmul import symmetric_matmul_operands
 
 FORMATS = ("float32", "float16", "dynamic", "int8")

@@ -27,14 +27,12 @@ from PIL import Image
 from edge_pcam.errors import EdgePcamWarning, ModelFileError
 from edge_pcam.runtime.cam import cam_from_gradients, upsample_cam
 from edge_pcam.runtime.classify import InputProblem, choose_threshold, input_batches, labels_of
-from edge_pcam.runtime.interpreter import (FEATURE_SHAPE, PatchModel, open_interpreter, read_model_file, resolve_runtime,
-                                           signature_tensors)
+from edge_pcam.runtime.interpreter import PatchModel, open_interpreter, read_model_file, resolve_runtime
+from edge_pcam.runtime.signature import COMPANION_INPUTS, COMPANION_OUTPUTS, signature_tensors
 from edge_pcam.runtime.metadata import sha256_file
 
 CENTRE = (32, 64)
 OVERLAY_ALPHA = 0.55
-COMPANION_INPUTS = {"features": (1, *FEATURE_SHAPE)}
-COMPANION_OUTPUTS = {"logit": (1, 1), "gradient": (1, *FEATURE_SHAPE)}
 
 
 class Companion:

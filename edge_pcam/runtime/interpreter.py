@@ -34,8 +34,10 @@ from typing import Any
 import numpy as np
 
 from edge_pcam.errors import EdgePcamWarning, ModelFileError, RuntimeUnavailableError
-from edge_pcam.runtime.flatbuffer import check_model, signatures
+from edge_pcam.runtime.flatbuffer import check_model
 from edge_pcam.runtime.metadata import NO_DIGEST, metadata_from_bytes, model_bytes, verify_integrity
+from edge_pcam.runtime.signature import (CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS, FEATURE_SHAPE, PATCH_SHAPE,
+                                         signature_tensors)
 
 LITERT = "ai-edge-litert"
 TFLITE_RUNTIME = "tflite-runtime"
@@ -49,11 +51,6 @@ RUNTIME_ALIASES = {
 }
 _MODULES = {LITERT: "ai_edge_litert", TFLITE_RUNTIME: "tflite_runtime", TF_LITE: "tensorflow"}
 
-PATCH_SHAPE = (96, 96, 3)
-FEATURE_SHAPE = (12, 12, 256)
-SIGNATURE = "serving_default"
-CLASSIFIER_INPUTS = {"image": (None, *PATCH_SHAPE)}
-CLASSIFIER_OUTPUTS = {"probability": (None, 1), "features": (None, *FEATURE_SHAPE)}
 EDGETPU_LIBRARY = {"linux": "libedgetpu.so.1", "darwin": "libedgetpu.1.dylib", "win32": "edgetpu.dll"}
 
 
@@ -236,51 +233,6 @@ def _dequantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
         return x
     scale, zero = detail["quantization"]
     return (x.astype(np.float32) - np.float32(zero)) * np.float32(scale)
-
-
-def signature_tensors(interpreter: Any, content: bytes, inputs: dict[str, tuple[int | None, ...]],
-                      outputs: dict[str, tuple[int | None, ...]], name: str, kind: str,
-                      optional: tuple[str, ...] = ()) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """The interpreter's input and output details by their names in the file's serving_default signature.
-
-    `inputs` / `outputs` name the tensors expected and their shapes (None: any
-    size, e.g. the batch); a name in `optional` may be absent. ModelFileError
-    (one line) when the signature is missing, a name is absent or a shape differs.
-    """
-    signature = signatures(content).get(SIGNATURE)
-    if signature is None or signature["subgraph"] != 0:
-        raise ModelFileError(f"{name}: no {SIGNATURE} signature naming its inputs and outputs (made by an early "
-                             "edge-pcam or another tool); convert it again with `edge-pcam convert`")
-    by_index = {int(d["index"]): d for d in (*interpreter.get_input_details(), *interpreter.get_output_details())}
-    found: list[dict[str, dict[str, Any]]] = []
-    for side, wanted in (("inputs", inputs), ("outputs", outputs)):
-        named = signature[side]
-        details = {}
-        for tensor, shape in wanted.items():
-            if tensor not in named:
-                if tensor in optional:
-                    continue
-                raise ModelFileError(f"{name}: not an edge-pcam {kind} (its {SIGNATURE} {side} are "
-                                     f"{', '.join(sorted(named)) or 'none'}; expected {', '.join(wanted)})")
-            detail = by_index.get(named[tensor])
-            actual = tuple(int(s) for s in detail["shape"]) if detail is not None else None
-            if actual is None or len(actual) != len(shape) or any(
-                    want is not None and got != want for got, want in zip(actual, shape)):
-                expected = "[" + ", ".join("B" if d is None else str(d) for d in shape) + "]"
-                raise ModelFileError(f"{name}: not an edge-pcam {kind} (its '{tensor}' tensor has shape "
-                                     f"{list(actual or [])}, expected {expected})")
-            details[tensor] = detail
-        found.append(details)
-    return found[0], found[1]
-
-
-def tensor_spec(detail: dict[str, Any]) -> dict[str, Any]:
-    """One tensor as the card describes it: shape, dtype and, when quantized, scale and zero point."""
-    dtype = np.dtype(detail["dtype"]).name
-    scale, zero = detail["quantization"]
-    quantized = dtype in ("int8", "uint8")
-    return {"shape": [int(s) for s in detail["shape"]], "dtype": dtype,
-            "scale": float(scale) if quantized else None, "zero_point": int(zero) if quantized else None}
 
 
 def read_model_file(path: str | os.PathLike) -> tuple[Path, bytes, dict[str, Any]]:

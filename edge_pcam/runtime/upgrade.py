@@ -31,8 +31,8 @@ import numpy as np
 from edge_pcam.errors import EdgePcamError, ModelFileError
 from edge_pcam.runtime.datasets.synthetic import synthetic_patch
 from edge_pcam.runtime.flatbuffer import check_model
-from edge_pcam.runtime.interpreter import (CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS, PatchModel, load_model,
-                                           open_interpreter, resolve_runtime, signature_tensors, tensor_spec)
+from edge_pcam.runtime.interpreter import PatchModel, load_model, open_interpreter, resolve_runtime
+from edge_pcam.runtime.signature import CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS, signature_tensors, tensor_spec
 from edge_pcam.runtime.metadata import (SCHEMA_VERSION, associated_files, atomic_write_bytes, metadata_from_bytes,
                                         model_bytes, operating_characteristics, sha256_file, with_metadata)
 from edge_pcam.runtime.symmetric_matmul import symmetric_matmul_operands
