@@ -34,7 +34,7 @@ SCHEMA_VERSION = 2
 MEMBER = "edge_pcam/metadata.json"
 TFLITE_IDENTIFIER = b"TFL3"
 DIGEST = "sha256"
-VERIFIED, NO_DIGEST = "verified", "no digest"
+VERIFIED, NO_DIGEST, MISMATCH = "verified", "no digest", "does not match"
 
 
 def model_bytes(data: bytes) -> bytes:
@@ -136,6 +136,34 @@ def verify_integrity(data: bytes, meta: dict[str, Any], name: str = "model") -> 
         raise ModelFileError(f"{name}: integrity check failed: the model's bytes do not match the SHA-256 in "
                              "its card (damaged or altered); copy it again or convert it again")
     return VERIFIED
+
+
+def inspect_file(path: str | os.PathLike) -> dict[str, Any]:
+    """What `edge-pcam info` reports on a file: its validated card and whether its flatbuffer verifies.
+
+    A file that is not an edge-pcam model, or whose card fails the schema, raises
+    ModelFileError; a digest that does not match is reported, not raised.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read model file ({exc.strerror or exc})") from None
+    meta = metadata_from_bytes(data, str(path))
+    flatbuffer = model_bytes(data)
+    try:
+        status = verify_integrity(data, meta, str(path))
+    except ModelFileError:
+        status = MISMATCH
+    companion = meta.get("companion") or {}
+    beside = path.parent / companion["file"] if companion.get("file") else None
+    return {"file": str(path), "size_bytes": len(data), "flatbuffer_bytes": len(flatbuffer),
+            "integrity": {"status": status, "sha256": model_digest(flatbuffer),
+                          "recorded": (meta.get("integrity") or {}).get("model_sha256")},
+            "companion": None if beside is None else {
+                "file": str(beside), "status": "not found beside it" if not beside.is_file() else
+                VERIFIED if sha256_file(beside) == companion["sha256"] else MISMATCH},
+            "associated_files": sorted(associated_files(data)), "card": meta}
 
 
 def write_metadata(path: str | os.PathLike, meta: dict[str, Any], source: str | os.PathLike | None = None) -> None:
