@@ -115,8 +115,10 @@ def convert_model(model: keras.Model, fmt: str, *, batch: int = 1,
 
 
 def input_spec(data: bytes) -> InputSpec:
-    """The input tensor of a flatbuffer: shape, dtype and quantization (None for float)."""
-    detail = _interpreter(data).get_input_details()[0]
+    """The `image` input of a classifier flatbuffer: shape, dtype and quantization (None for float)."""
+    inputs, _ = signature_tensors(_interpreter(data), data, CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS, "converted model",
+                                  "patch classifier", optional=("features",))
+    detail = inputs["image"]
     dtype = np.dtype(detail["dtype"]).name
     scale, zero = detail["quantization"]
     quantized = dtype in ("uint8", "int8")

@@ -169,22 +169,14 @@ def _tensor(b: flatbuffers.Builder, t: TensorInfo) -> int:
     content = b.EndObject()
     process_units = None
     if t.normalization is not None:
-        mean, std = _floats(b, [t.normalization[0]]), _floats(b, [t.normalization[1]])
-        b.StartObject(2)  # NormalizationOptions
-        b.PrependUOffsetTRelativeSlot(0, mean, 0)
-        b.PrependUOffsetTRelativeSlot(1, std, 0)
-        options = b.EndObject()
+        options = _float_vectors_table(b, [[t.normalization[0]], [t.normalization[1]]])  # NormalizationOptions
         b.StartObject(2)  # ProcessUnit
         b.PrependUint8Slot(0, NORMALIZATION_OPTIONS, 0)
         b.PrependUOffsetTRelativeSlot(1, options, 0)
         process_units = _offsets(b, [b.EndObject()])
     stats = None
     if t.value_range is not None:
-        high, low = _floats(b, [t.value_range[1]]), _floats(b, [t.value_range[0]])
-        b.StartObject(2)  # Stats
-        b.PrependUOffsetTRelativeSlot(0, high, 0)
-        b.PrependUOffsetTRelativeSlot(1, low, 0)
-        stats = b.EndObject()
+        stats = _float_vectors_table(b, [[t.value_range[1]], [t.value_range[0]]])  # Stats: max, min
     files = None
     if t.labels:
         file_name = b.CreateString(LABELS_FILE)
@@ -211,11 +203,18 @@ def _offsets(b: flatbuffers.Builder, offsets: list[int]) -> int:
     return b.EndVector()
 
 
-def _floats(b: flatbuffers.Builder, values: list[float]) -> int:
-    b.StartVector(4, len(values), 4)
-    for value in reversed(values):
-        b.PrependFloat32(value)
-    return b.EndVector()
+def _float_vectors_table(b: flatbuffers.Builder, fields: list[list[float]]) -> int:
+    """A table whose fields 0, 1, ... are float vectors (NormalizationOptions: mean, std; Stats: max, min)."""
+    vectors = []
+    for values in fields:
+        b.StartVector(4, len(values), 4)
+        for value in reversed(values):
+            b.PrependFloat32(value)
+        vectors.append(b.EndVector())
+    b.StartObject(len(fields))
+    for slot, vector in enumerate(vectors):
+        b.PrependUOffsetTRelativeSlot(slot, vector, 0)
+    return b.EndObject()
 
 
 def _name(value: Any) -> str:
