@@ -109,6 +109,7 @@ def test_writer_stores_the_card_and_labels_uncompressed_and_keeps_associated_fil
     again = with_metadata(data, {**card, "command": "re-carded"})  # e.g. calibrate, upgrade
     with zipfile.ZipFile(io.BytesIO(again)) as zf:
         assert zf.read("labels.txt") == b"tumour\n"
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())  # TFLite's extractor needs it
     assert metadata_from_bytes(again)["command"] == "re-carded"
     assert model_bytes(again) == model_bytes(data)
 
