@@ -7,6 +7,7 @@ device-side commands start fast.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -17,7 +18,8 @@ from edge_pcam.cli import evaluate as evaluate_cmd
 from edge_pcam.cli import train as train_cmd
 from edge_pcam.cli import convert as convert_cmd
 from edge_pcam.cli import qat as qat_cmd
-from edge_pcam.errors import EdgePcamError
+from edge_pcam.cli import upgrade as upgrade_cmd
+from edge_pcam.errors import EdgePcamError, EdgePcamWarning
 
 app = typer.Typer(
     name="edge-pcam",
@@ -31,6 +33,7 @@ app.add_typer(data.app, name="data")
 app.command("predict")(predict.predict)
 app.command("gradcam")(gradcam.gradcam)
 app.command("calibrate")(calibrate.calibrate)
+app.command("upgrade")(upgrade_cmd.upgrade)
 app.command("bench")(bench_cmd.bench)
 app.command("scan")(scan_cmd.scan)
 app.command("train")(train_cmd.train)
@@ -41,9 +44,18 @@ app.command("demo")(demo.demo)
 
 
 def main() -> None:
-    """Console entry point: user errors print one line and exit non-zero, never a traceback."""
+    """Console entry point: user errors print one line and exit non-zero, never a traceback;
+    edge-pcam's warnings print one line each."""
+    warnings.showwarning = _show_warning
     try:
         app()
     except EdgePcamError as exc:
         print(f"edge-pcam: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, EdgePcamWarning):
+        print(f"edge-pcam: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
