@@ -31,7 +31,7 @@ case $RUNTIME in
   litert)
     "$VENV/bin/pip" install --disable-pip-version-check -q "$SOURCE" ;;
   tflite-runtime)
-    "$VENV/bin/pip" install --disable-pip-version-check -q 'numpy<2' 'tflite-runtime==2.14.*' pillow h5py tifffile typer rich
+    "$VENV/bin/pip" install --disable-pip-version-check -q 'numpy<2' 'tflite-runtime==2.14.*' pillow h5py tifffile typer rich openslide-bin openslide-python imagecodecs
     "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps "$SOURCE" ;;
   *) echo "--runtime must be litert or tflite-runtime" >&2; exit 2 ;;
 esac
