@@ -96,8 +96,8 @@ def write_synthetic_slide(path: str | os.PathLike, width: int = 20_000, height: 
 
 def _tile_options(compression: str, aperio: bool) -> dict:
     """tifffile.write options for `compression` (see write_synthetic_slide)."""
-    if compression == "jpeg":
-        return dict(compression="jpeg", photometric="ycbcr", compressionargs={"level": 90})
+    if compression == "jpeg":  # tifffile stores RGB input as YCbCr 4:2:0 JPEG
+        return dict(compression="jpeg", photometric="rgb", compressionargs={"level": 90})
     if compression == "jpeg2000":
         return dict(compression=APERIO_J2K_YCBCR if aperio else "jpeg2000", photometric="rgb",
                     **({} if aperio else {"compressionargs": {"level": 90}}))
