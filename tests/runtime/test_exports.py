@@ -60,7 +60,8 @@ def scan(tmp_path):
     grid[6, 9] = 0.95  # at the clipped right edge
     big = Region(square(2 * TILE, 2 * TILE, 5 * TILE, 5 * TILE), [square(3 * TILE, 3 * TILE, 4 * TILE, 4 * TILE, False)],
                  (3.5 * TILE, 3.5 * TILE), 0.4, 0.08, 0.85, 0.99, 8)
-    small = Region(square(9 * TILE, 6 * TILE, 10 * TILE, 7 * TILE, False), [], (9.5 * TILE, 6.5 * TILE),
+    # Given without its closing point (the contract promises closed rings; the files must be closed anyway).
+    small = Region(square(9 * TILE, 6 * TILE, 10 * TILE, 7 * TILE, False)[:-1], [], (9.5 * TILE, 6.5 * TILE),
                    0.09, 0.009, 0.95, 0.95, 1)
     tiles = Tiles.from_grid(grid, origin, TILE)
     files = write_viewer_files(tmp_path, tiles, [big, small], THRESHOLD, SLIDE, category=lambda d: "micromet")
