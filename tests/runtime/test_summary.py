@@ -16,13 +16,15 @@ def test_rows_read_back_as_written_with_the_header_once(tmp_path):
     append_summary_row(path, {"file": "a, b.svs", "status": "ok", "tissue_tiles": 12, "top_probability": 0.912345678,
                               "seconds": 3.5, "burden_decision": float("nan")})
     append_summary_row(path, {"file": "c.svs", "status": "c.svs: truncated\n(copy it again)"})
+    append_summary_row(path, {"file": "line\nbreak.svs", "status": "ok"})  # a file name can hold anything
     lines = path.read_text().splitlines()
-    assert lines[0] == ",".join(SUMMARY_COLUMNS) and len(lines) == 3
+    assert lines[0] == ",".join(SUMMARY_COLUMNS) and len(lines) == 4
     rows = list(csv.DictReader(lines))  # a plain CSV reader sees the same
     assert rows == read_summary(path)
     assert (rows[0]["file"], rows[0]["tissue_tiles"], rows[0]["top_probability"]) == ("a, b.svs", "12", "0.912346")
     assert rows[0]["burden_decision"] == "" and rows[0]["finished"]
     assert rows[1]["status"] == "c.svs: truncated (copy it again)"  # one line
+    assert rows[2]["file"] == "line break.svs"
 
 
 def test_a_row_cut_by_a_kill_is_dropped(tmp_path):
