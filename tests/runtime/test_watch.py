@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -240,3 +241,29 @@ def test_sigterm_stops_a_scan_cleanly_and_the_next_start_takes_it_up(folders):
     again = run_watcher(inbox, out, "--once")
     assert again.wait(timeout=60) == 0, again.stderr.read()
     assert [(r["file"], r["status"], r["out"]) for r in read_summary(out / "summary.csv")] == [("a.svs", "ok", "a")]
+
+
+def test_the_command_scans_a_jpeg_svs_with_the_real_scan(folders):
+    """`edge-pcam watch --once` end to end: the slide scan, the reader it used, one row per distinct slide."""
+    model = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "tiny_int8.tflite"
+    if not model.is_file():
+        pytest.skip(f"{model} not found: run tests/fixtures/make_fixtures.py")
+    from edge_pcam.runtime.synthetic_slide import write_synthetic_slide
+
+    pytest.importorskip("imagecodecs", reason="writes the JPEG tiles")
+    inbox, out = folders
+    write_synthetic_slide(inbox / "slide.svs", 4000, 4000, mpp=0.25, container="svs", compression="jpeg")
+    (inbox / "broken.svs").write_bytes(b"not a slide")
+    result = subprocess.run([sys.executable, "-m", "edge_pcam", "watch", str(inbox), "--out", str(out), "--once",
+                             "--settle", "0", "--poll", "0.1", "--model", str(model)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = {r["file"]: r for r in read_summary(out / "summary.csv")}
+    assert rows["slide.svs"]["status"] == "ok" and int(rows["slide.svs"]["tissue_tiles"]) > 0
+    expected_reader = "openslide" if importlib.util.find_spec("openslide") else "tifffile"
+    assert rows["slide.svs"]["reader"] == expected_reader
+    report = json.loads((out / "slide" / "scan.json").read_text())
+    assert rows["slide.svs"]["model_sha256"] == report["model"]["sha256"]
+    assert rows["slide.svs"]["sha256"] == hashlib.sha256((inbox / "slide.svs").read_bytes()).hexdigest()
+    assert "not an image or slide" in rows["broken.svs"]["status"]
+    assert "done slide.svs" in result.stdout and "failed broken.svs" in result.stdout
