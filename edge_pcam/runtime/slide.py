@@ -2,15 +2,18 @@
 
 Three readers, one module each; `open_slide(path, reader="auto")` picks:
 
+- `tifffile` (`slide_tifffile`): Aperio SVS (JPEG and JPEG 2000 tiles),
+  generic and OME-TIFF, pyramids in SubIFDs, plain TIFFs. Tiles are decoded
+  one by one (imagecodecs for JPEG, JPEG 2000 and LZW). First for these
+  because it gives the same pixels as OpenSlide (the tests compare them) and
+  decodes several times faster (benchmarks/scan.py, "where the time goes"),
+  and because OpenSlide's generic-TIFF driver sees only the main IFD chain:
+  SubIFD pyramids (OME-TIFF, tifffile's, libvips' --subifd) would be read at
+  full resolution, without OME's µm per pixel.
 - `openslide` (`slide_openslide`): OpenSlide's C library (the `openslide-bin`
-  wheel) for the vendor formats it recognises: Aperio SVS (JPEG and JPEG 2000
-  tiles), Hamamatsu NDPI/VMS, MIRAX MRXS, DICOM WSI, Leica SCN, Philips TIFF,
-  Ventana BIF, Sakura, Zeiss.
-- `tifffile` (`slide_tifffile`): generic and OME-TIFF, tifffile-style pyramids
-  in SubIFDs (OpenSlide's generic-TIFF driver sees only the main IFD chain,
-  so it reads them at full resolution and without OME's µm per pixel), plain
-  TIFFs; also the fallback for vendor TIFFs. Tiles are decoded one by one
-  (imagecodecs for JPEG, JPEG 2000 and LZW).
+  wheel) first for the other formats it recognises, whose layouts need it:
+  Hamamatsu NDPI/VMS, MIRAX MRXS, DICOM WSI, Leica SCN, Philips TIFF, Ventana
+  BIF (overlapping tiles), Sakura, Zeiss; second for SVS and generic TIFF.
 - `pillow` (`slide_pillow`): PNG, JPEG and other plain images that fit in memory.
 
 `auto` tries the readers that fit the file, best first; a reader that cannot
@@ -46,6 +49,7 @@ LEVEL_TOLERANCE = 0.05  # a level up to 5% coarser than asked is still used (the
 WHITE = 255
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 READERS = ("openslide", "tifffile", "pillow")
+TIFFFILE_FIRST = ("aperio", "generic-tiff")  # OpenSlide's names of the formats tifffile reads first
 PROBE = 256  # side of the region each level's probe decodes
 # Formats only OpenSlide reads: a clearer message than "not an image" when it is missing.
 OPENSLIDE_ONLY = {".mrxs": "MIRAX", ".vms": "Hamamatsu VMS", ".vmu": "Hamamatsu VMU", ".dcm": "DICOM WSI"}
@@ -198,11 +202,11 @@ def reader_order(path: Path, head: bytes) -> list[str]:
     vendor = openslide_vendor(path)
     tiff = head[:4] in TIFF_MAGIC
     order = []
-    if vendor and vendor != "generic-tiff":
+    if vendor and vendor not in TIFFFILE_FIRST:
         order.append("openslide")
     if tiff:
         order.append("tifffile")
-    if vendor == "generic-tiff":
+    if vendor in TIFFFILE_FIRST:
         order.append("openslide")
     if not order and _pillow_can_open(path):
         order.append("pillow")
@@ -267,6 +271,8 @@ def plausible_mpp(mpp: float | None, source: str) -> tuple[float | None, str]:
 
 def over_white(rgba: np.ndarray) -> np.ndarray:
     """RGBA composited over white (transparent slide borders read as glass)."""
+    if rgba[..., 3].min() == 255:  # the common case inside a slide: nothing to composite
+        return np.ascontiguousarray(rgba[..., :3])
     alpha = rgba[..., 3:4].astype(np.uint16)
     rgb = (rgba[..., :3].astype(np.uint16) * alpha + WHITE * (255 - alpha)) // 255
     return rgb.astype(np.uint8)
