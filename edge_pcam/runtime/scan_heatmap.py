@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 _ANCHORS = np.array([
     [0.00, 255, 237, 160], [0.35, 254, 178, 76], [0.70, 240, 59, 32], [1.00, 128, 0, 38],
 ], np.float64)
-ALPHA_RANGE = (0.35, 0.85)  # opacity at the triage threshold and at P = 1
+ALPHA_RANGE = (0.3, 0.7)  # opacity at the triage threshold and at P = 1: the tissue shows through
 QC_COLOURS = [(70, 70, 200), (0, 140, 140), (150, 60, 170), (90, 90, 90)]  # hatch colour per QC reason
 HATCH_PERIOD = 6  # pixels between hatch lines
 SCALE_BAR_STEPS_MM = (0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, 20)
