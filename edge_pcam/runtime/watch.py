@@ -305,22 +305,20 @@ def report_scanner(model: str | os.PathLike | None = None, **options: Any) -> Sc
     return scan_one
 
 
+EVENT_LINES = {
+    "watching": "watching {inbox} (pid {pid})",
+    "start": "scanning {file} into {out}/",
+    "done": "done {file} in {seconds:.1f} s",
+    "duplicate": "skipped {file}: the same slide as {same_as}",
+    "unreadable": "cannot read {file}: {error}",
+    "interrupted": "interrupted {file} (scanned again at the next start)",
+    "stopped": "stopped ({reason})",
+}
+
+
 def describe_event(event: Mapping[str, Any]) -> str:
     """One line for the console (the journal, under systemd)."""
-    name, file = event["event"], event.get("file", "")
-    if name == "watching":
-        return f"watching {event['inbox']} (pid {event['pid']})"
-    if name == "start":
-        return f"scanning {file} into {event['out']}/"
-    if name == "done":
-        return f"done {file} in {event['seconds']:.1f} s"
-    if name == "failed":
+    if event["event"] == "failed":
         retry = f"; trying again in {event['retry_in_seconds']} s" if "retry_in_seconds" in event else ""
-        return f"failed {file}: {event.get('status') or event.get('error')}{retry}"
-    if name == "duplicate":
-        return f"skipped {file}: the same slide as {event['same_as']}"
-    if name == "unreadable":
-        return f"cannot read {file}: {event['error']}"
-    if name == "interrupted":
-        return f"interrupted {file} (scanned again at the next start)"
-    return f"stopped ({event.get('reason')})"
+        return f"failed {event['file']}: {event.get('status') or event.get('error')}{retry}"
+    return EVENT_LINES[event["event"]].format(**event)

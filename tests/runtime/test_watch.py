@@ -22,7 +22,7 @@ from watch_support import fake_scan
 
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.summary import read_summary
-from edge_pcam.runtime.watch import EVENTS_FILE, RETRY_SECONDS, Watcher, slide_stem
+from edge_pcam.runtime.watch import EVENTS_FILE, RETRY_SECONDS, Watcher, describe_event, slide_stem
 
 SUPPORT = Path(__file__).with_name("watch_support.py")
 SETTLE = 10.0
@@ -39,7 +39,11 @@ class Clock:
 
 
 def events(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / EVENTS_FILE).read_text().splitlines()]
+    """The event log; each event also goes through the console's description (a KeyError there would stop
+    the service)."""
+    logged = [json.loads(line) for line in (out / EVENTS_FILE).read_text().splitlines()]
+    assert all(describe_event(e).strip() for e in logged)
+    return logged
 
 
 def digest(data: bytes) -> str:
