@@ -14,6 +14,7 @@ import typer
 from edge_pcam.cli import bench as bench_cmd
 from edge_pcam.cli import calibrate, data, demo, gradcam, info, predict
 from edge_pcam.cli import scan as scan_cmd
+from edge_pcam.cli import watch as watch_cmd
 from edge_pcam.cli import evaluate as evaluate_cmd
 from edge_pcam.cli import train as train_cmd
 from edge_pcam.cli import convert as convert_cmd
@@ -36,6 +37,7 @@ app.command("calibrate")(calibrate.calibrate)
 app.command("upgrade")(upgrade_cmd.upgrade)
 app.command("bench")(bench_cmd.bench)
 app.command("scan")(scan_cmd.scan)
+app.command("watch")(watch_cmd.watch)
 app.command("train")(train_cmd.train)
 app.command("qat")(qat_cmd.qat)
 app.command("convert")(convert_cmd.convert)
