@@ -126,7 +126,7 @@ class Stopwatch:
 def profile_stages(slide_path: Path, model_path: Path, reader: str) -> dict:
     """Seconds per stage of a scan done one stage after the other (see the module's docstring)."""
     from edge_pcam.runtime.interpreter import load_model
-    from edge_pcam.runtime.scan import TILE, find_tissue, iter_tiles, plan_geometry
+    from edge_pcam.runtime.scan.geometry import TILE, find_tissue, iter_tiles, plan_geometry
     from edge_pcam.runtime.slide import open_slide
 
     seconds = {}

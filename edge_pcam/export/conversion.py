@@ -25,7 +25,6 @@ under a final name.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from edge_pcam.export.recipe import DEFAULTS, check_formats, ordered_formats
 from edge_pcam.runtime.datasets.base import LABEL_NAMES, PatchDataset
 from edge_pcam.runtime.metadata import (atomic_write_bytes, model_bytes, operating_characteristics, sha256_file,
                                         with_metadata)
+from edge_pcam.runtime.fileio import prepare_output_folder, to_json
 from edge_pcam.runtime.metrics import choose_thresholds, operating_points
 
 Log = Callable[[str], None]
@@ -132,7 +132,7 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
         calibration = representative_images(dataset.split("train"), representative, seed)
         say(f"int8 calibration: {len(calibration)} train patches, balanced across labels")
     out_dir = Path(out_dir)
-    _check_writable(out_dir)
+    prepare_output_folder(out_dir)
 
     recipe_used = {"formats": formats, "companion": companion, "representative": representative,
                    "max_drop": max_drop, "batch": batch, "limit": limit, "tune_from_train": tune_from_train,
@@ -253,16 +253,6 @@ def _validation_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
-def _check_writable(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".edge-pcam-write-test-", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise EdgePcamError(f"{out_dir}: cannot write the output folder ({exc.strerror or exc})") from None
-
-
 def _temp_file(out_dir: Path, stem: str) -> Path:
     fd, path = tempfile.mkstemp(prefix=f".{stem}.", suffix=".partial.tflite", dir=out_dir)
     os.close(fd)
@@ -367,13 +357,5 @@ def _write_report(result: ConversionResult, model_path: Path, source_model: dict
                              None if calibration is None else len(calibration))
     result.report_json = result.out_dir / "conversion.json"
     result.summary_md = result.out_dir / "summary.md"
-    atomic_write_bytes(result.report_json, (json.dumps(report, indent=1, default=_json_default) + "\n").encode())
+    atomic_write_bytes(result.report_json, (to_json(report) + "\n").encode())
     atomic_write_bytes(result.summary_md, summary_markdown(report).encode())
-
-
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)

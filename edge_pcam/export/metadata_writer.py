@@ -14,7 +14,6 @@ import sys
 from importlib import metadata as _importlib_metadata
 from typing import Any
 
-import numpy as np
 
 from edge_pcam.runtime.datasets.base import LABEL_NAMES
 from edge_pcam.runtime.signature import tensor_spec as output_spec  # noqa: F401  (the card's tensor entries)

@@ -22,13 +22,13 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from edge_pcam.errors import ModelFileError
 from edge_pcam.runtime.card_schema import card_schema
+from edge_pcam.runtime.fileio import atomic_write_bytes, json_default
 
 SCHEMA_VERSION = 2
 MEMBER = "edge_pcam/metadata.json"
@@ -105,7 +105,7 @@ def with_metadata(data: bytes, meta: dict[str, Any], files: dict[str, bytes] | N
     flatbuffer = model_bytes(data)
     meta = {**meta, "schema_version": SCHEMA_VERSION,
             "integrity": {"algorithm": DIGEST, "model_sha256": model_digest(flatbuffer)}}
-    meta = json.loads(json.dumps(meta, default=_json_default))  # what a reader will see (tuples, numpy, paths)
+    meta = json.loads(json.dumps(meta, default=json_default))  # what a reader will see (tuples, numpy, paths)
     check_card(meta, "card to write")
     members = {**associated_files(data), **(files or {})}
     buf = io.BytesIO()
@@ -180,24 +180,6 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp alone gives 0600; readable as any new file here
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _stored(name: str) -> zipfile.ZipInfo:
     """A member entry stored uncompressed, with a fixed date: the same card gives the same bytes."""
     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
@@ -213,11 +195,3 @@ def _archive_start(data: bytes) -> int | None:
             return min(i.header_offset for i in infos) if infos else None
     except zipfile.BadZipFile:
         return None
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from edge_pcam.errors import ModelFileError
+from edge_pcam.runtime.constants import FEATURE_SHAPE, PATCH_SHAPE
 from edge_pcam.runtime.flatbuffer import signatures
 
-PATCH_SHAPE = (96, 96, 3)
-FEATURE_SHAPE = (12, 12, 256)
 SIGNATURE = "serving_default"
 CLASSIFIER_INPUTS = {"image": (None, *PATCH_SHAPE)}
 CLASSIFIER_OUTPUTS = {"probability": (None, 1), "features": (None, *FEATURE_SHAPE)}

@@ -300,7 +300,7 @@ def report_scanner(model: str | os.PathLike | None = None, **options: Any) -> Sc
         from edge_pcam.runtime.scan import scan_slide
         from edge_pcam.runtime.summary import summary_row_from_report
 
-        return summary_row_from_report(scan_slide(path, out, model, **options))
+        return summary_row_from_report(scan_slide(path, out, model, **options).report.to_json())
 
     return scan_one
 
