@@ -26,7 +26,7 @@ def scan(
     top_k: Annotated[int, typer.Option("--top-k", help="How many suspicious tiles to report.", min=0)] = 8,
     explain: Annotated[bool, typer.Option("--explain", help="Also save Grad-CAM overlays of the top tiles.")] = False,
     reader: Annotated[str, typer.Option("--reader", help="auto (tifffile for TIFF/SVS/NDPI, Pillow for PNG/JPEG, "
-                                        "openslide for other formats), tifffile, openslide, tiffslide or pillow.")
+                                        "openslide for other formats), tifffile, openslide or pillow.")
                       ] = "auto",
     runtime: Runtime = "auto",
     threads: Annotated[Optional[int], typer.Option("--threads", help="Interpreter threads.", min=1)] = None,
