@@ -88,13 +88,13 @@ def synthetic_hdf5(folder: Path, count: int):
 
 
 def machine() -> dict:
-    from edge_pcam.bench.machine import describe_machine
+    from edge_pcam.runtime.machine import describe_machine
     return {**describe_machine(), "platform": platform.platform(),
             "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
 
 
 def versions() -> dict:
-    from edge_pcam.bench.machine import package_versions
+    from edge_pcam.runtime.machine import package_versions
     return package_versions(PACKAGES)
 
 

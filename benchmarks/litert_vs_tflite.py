@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_pcam.bench.engines import RawLiteRTEngine
-from edge_pcam.bench.machine import describe_machine, summary_line
+from edge_pcam.runtime.machine import describe_machine, summary_line
 from edge_pcam.runtime.bundled import default_model_path
 from edge_pcam.runtime.interpreter import load_model
 

@@ -80,7 +80,7 @@ def train_all(variants: list[Variant], runs: Path, epochs: int) -> None:
 
 def score(variants: list[Variant], runs: Path, models_out: Path | None, seed: int) -> dict:
     """Valid and tuning figures from each run's metrics.json, and the shift benchmark of every best.h5."""
-    from edge_pcam.bench.machine import describe_machine
+    from edge_pcam.runtime.machine import describe_machine
     from edge_pcam.bench.shift import load_predictor, shift_benchmark
     from edge_pcam.runtime.datasets import open_dataset
 
@@ -111,7 +111,7 @@ def score(variants: list[Variant], runs: Path, models_out: Path | None, seed: in
 
 
 def markdown(result: dict, epochs: int, command: str) -> str:
-    from edge_pcam.bench.machine import summary_line
+    from edge_pcam.runtime.machine import summary_line
     lines = [f"# Recipes compared on a {epochs}-epoch schedule", "",
              f"Valid split of the PCam subset ({result['n_valid']} patches; reported only, never used to choose "
              f"a checkpoint); checkpoint on the best tuning-set AUC (2,000 patches carved from each variant's own "

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge_pcam.bench.machine import describe_machine
+from edge_pcam.runtime.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_PY = REPO / ".venv" / "bin" / "python"

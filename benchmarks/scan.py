@@ -201,7 +201,7 @@ def main() -> None:
     parser.add_argument("--profile-only", action="store_true", help="print where the time goes; write no results")
     args = parser.parse_args()
 
-    from edge_pcam.bench.machine import describe_machine
+    from edge_pcam.runtime.machine import describe_machine
     from edge_pcam.runtime.synthetic_slide import write_synthetic_slide
 
     work = args.work or Path(tempfile.mkdtemp(prefix="edge-pcam-bench-scan-"))

@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_pcam.bench.machine import describe_machine, package_versions, summary_line  # noqa: E402
+from edge_pcam.runtime.machine import describe_machine, package_versions, summary_line  # noqa: E402
 from edge_pcam.bench.shift import IDENTITY, SHIFTS, load_predictor, shift_benchmark  # noqa: E402
 
 PACKAGES = ("tensorflow", "tf-keras", "ai-edge-litert", "numpy", "pillow")

@@ -84,7 +84,7 @@ def main() -> None:
     from edge_pcam.training import callbacks as cb
     from edge_pcam.training.fit import augmentation, compile_model
     from edge_pcam.training.recipe import load_recipe
-    from edge_pcam.bench.machine import describe_machine
+    from edge_pcam.runtime.machine import describe_machine
     from edge_pcam.training.versions import versions
 
     recipe = load_recipe(args.recipe)

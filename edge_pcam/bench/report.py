@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edge_pcam.bench.machine import summary_line
+from edge_pcam.runtime.machine import summary_line
 from edge_pcam.bench.plots import write_plots
 from edge_pcam.runtime.fileio import atomic_write_text, to_json
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_pcam.bench.discover import KERAS, Candidate, find_models
 from edge_pcam.bench.engines import KERAS_RUNTIME, RAW_ALIASES, RAW_LITERT, keras_available, open_engine
-from edge_pcam.bench.machine import describe_machine
+from edge_pcam.runtime.machine import describe_machine, load_average
 from edge_pcam.errors import DataError, EdgePcamError, RuntimeUnavailableError
 from edge_pcam.runtime import metrics as M
 
@@ -68,7 +68,7 @@ def run_bench(settings: BenchSettings, log: Log = lambda msg: None) -> dict[str,
     from edge_pcam.runtime.datasets.spec import open_dataset
 
     started = time.time()
-    load_before = _loadavg()
+    load_before = load_average()
     candidates, companions = find_models(settings.models)
     if not candidates:
         raise EdgePcamError(f"{settings.models}: no .tflite or .h5 model files found")
@@ -104,7 +104,7 @@ def run_bench(settings: BenchSettings, log: Log = lambda msg: None) -> dict[str,
         "schema_version": SCHEMA_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": settings.command,
-        "machine": {**describe_machine(), "load_average_before": load_before, "load_average_after": _loadavg()},
+        "machine": {**describe_machine(), "load_average_before": load_before, "load_average_after": load_average()},
         "data": {"spec": settings.data, "split": split.name, "n": int(len(labels)),
                  "tumour": int(labels.sum()), "limit": settings.limit, "seed": settings.seed},
         "settings": {"threads": settings.threads, "runtimes": runtimes, "runtimes_not_installed": missing,
@@ -295,13 +295,6 @@ def measure_machine_peak(settings: BenchSettings, log: Log) -> dict[str, Any] | 
         return measure_peak(probe, "auto", default_threads())
     except Exception as exc:  # noqa: BLE001 - the report says why instead of stopping the benchmark
         return {"gmac_per_s": None, "reason": f"{type(exc).__name__}: {exc}"}
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (OSError, AttributeError):
-        return None
 
 
 def command_line() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge_pcam.bench.machine import describe_machine, summary_line
+from edge_pcam.runtime.machine import describe_machine, summary_line
 from edge_pcam.export import metadata_writer as mw
 from edge_pcam.export.edgetpu import partition_markdown
 from edge_pcam.export.parity import Parity, parity_markdown

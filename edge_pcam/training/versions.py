@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge_pcam.bench.machine import describe_machine, package_versions
+from edge_pcam.runtime.machine import describe_machine, package_versions
 
 PACKAGES = ("edge-pcam", "tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy", "h5py",
             "pillow", "ai-edge-litert")

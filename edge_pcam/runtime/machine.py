@@ -1,7 +1,8 @@
-"""What a benchmark ran on: CPU model, cores, memory, OS, Python and package versions.
+"""What a measurement ran on: CPU model, cores, memory, OS, Python and package versions, load.
 
 Plain standard library, so the same description comes out of a Raspberry Pi
-without TensorFlow as out of a workstation.
+without TensorFlow as out of a workstation. Benchmarks, training runs
+(versions.json) and conversion reports all describe the machine with it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
         except PackageNotFoundError:
             out[name] = None
     return out
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (other work on the machine slows every timing), or None."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
 
 
 def summary_line(machine: dict[str, Any]) -> str:
