@@ -54,7 +54,7 @@ def qat_tiny_model(dataset: PatchDataset, float_path: Path, path: Path) -> Path:
     import tf_keras as keras
 
     from edge_pcam.training.modelio import load_model
-    from edge_pcam.training.qat import quantize_model
+    from edge_pcam.training.qat_model import quantize_model
 
     keras.utils.set_random_seed(1)
     split = dataset.split("train")

@@ -1,4 +1,4 @@
-"""`edge-pcam qat MODEL --data SPEC --out RUN_DIR [--epochs N]`: quantization-aware fine-tuning."""
+"""`edge-pcam qat MODEL --data SPEC --out RUN_DIR [--epochs N] [--lr LR] [--set KEY=VALUE]`: quantization-aware fine-tuning."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ def qat(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Override training.batch_size.")] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", help="Training recipe name or .toml (default: the "
                                                   "source run's recipe.toml, else pcam).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any recipe key: section.key=value "
+                                                      "(repeatable), e.g. optimizer.lr_schedule=constant.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the unfinished QAT run in --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a QAT run already in --out.")] = False,
 ) -> None:
@@ -29,9 +31,11 @@ def qat(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edge_pcam.cli.train import summary_table
     from edge_pcam.training.qat import qat_finetune
+    from edge_pcam.training.recipe import parse_override
 
+    overrides = dict(parse_override(s) for s in set_ or [])
     result = qat_finetune(model, data, out_dir, recipe=recipe, epochs=epochs, lr=lr, batch_size=batch_size,
-                          resume=resume, overwrite=overwrite)
+                          overrides=overrides, resume=resume, overwrite=overwrite)
     if not result.is_chief:
         err.print(f"worker finished ({result.epochs_run} epochs); the chief wrote the run folder")
         return

@@ -231,7 +231,7 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
 def _load_source(model_path: Path):
     from edge_pcam.model import is_edge_pcam_model
     from edge_pcam.training.modelio import load_model
-    from edge_pcam.training.qat import is_qat_model
+    from edge_pcam.training.qat_model import is_qat_model
 
     model = load_model(model_path)
     if not is_edge_pcam_model(model):

@@ -60,7 +60,8 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
         raise ModelFileError(f"{path}: expected a Keras .h5 file")
     try:
         if path.suffix.lower() != ".keras" and is_qat_file(path):
-            from edge_pcam.training.qat import quantize_scope
+            # imported here, not at the top: TFMOT adds most of a second to every float model's load
+            from edge_pcam.training.qat_model import quantize_scope
             with quantize_scope():
                 return keras.models.load_model(path, custom_objects=custom_objects(), compile=compile)
         return keras.models.load_model(path, custom_objects=custom_objects(), compile=compile)
