@@ -1,11 +1,15 @@
-"""Cold start and peak memory: a fresh process that loads one model and classifies one patch.
+"""Cold start and peak memory of fresh processes.
 
-Run as `python -m edge_pcam.bench.coldstart FILE RUNTIME THREADS`; it prints
-one JSON line as soon as the first result exists, with its own timings
+`measure_cold_start`: a process that loads one model and classifies one
+patch. Run as `python -m edge_pcam.bench.coldstart FILE RUNTIME THREADS`, it
+prints one JSON line as soon as the first result exists, with its own timings
 (import, load, first inference) and its peak resident memory. The parent
-(`measure_cold_start`) times the whole thing from process start to that line,
-which is what a user waits for when a device boots the classifier.
-RUNTIME "keras" loads a Keras .h5 with TensorFlow and calls `model(x, training=False)`.
+times the whole thing from process start to that line, which is what a user
+waits for when a device boots the classifier. RUNTIME "keras" loads a Keras
+.h5 with TensorFlow and calls `model(x, training=False)`.
+
+`time_process`: any command (`-m module args` or `-c code`) from start to
+exit, e.g. `edge-pcam predict one.png` or `import tensorflow`, in any Python.
 """
 
 from __future__ import annotations
@@ -13,11 +17,30 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# Runs the command in this process, then writes its peak RSS (VmHWM, KiB) to argv[1] at exit.
+# VmHWM is the process's own peak: ru_maxrss would carry over the forking parent's.
+_EXIT_PEAK = """
+import atexit, runpy, sys
+out, kind, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            open(out, "w").write(line.split()[1])
+atexit.register(peak)
+if kind == "-m":
+    sys.argv = rest
+    runpy.run_module(rest[0], run_name="__main__", alter_sys=True)
+else:
+    exec(rest[0])
+"""
 
 
 def measure_cold_start(path: str | Path, runtime: str, threads: int, timeout: float = 300.0) -> dict[str, Any]:
@@ -40,6 +63,29 @@ def measure_cold_start(path: str | Path, runtime: str, threads: int, timeout: fl
         tail = " ".join((stderr or "").strip().splitlines()[-1:]) or f"exit code {proc.returncode}"
         raise RuntimeError(f"cold-start process failed: {tail[:300]}") from None
     return {"seconds": seconds, **child}
+
+
+def time_process(command: list[str], python: str | Path = sys.executable, repeats: int = 5,
+                 cwd: str | Path | None = None) -> dict[str, Any]:
+    """Median and fastest wall time from start to exit, and median peak RSS in MB, of `repeats` fresh
+    processes of `python` running `command`: ["-m", module, *args] or ["-c", code] (Linux: reads /proc)."""
+    if len(command) < 2 or command[0] not in ("-m", "-c"):
+        raise ValueError(f"command must start with -m MODULE or -c CODE, got {command!r}")
+    walls, peaks = [], []
+    with tempfile.TemporaryDirectory(prefix="edge-pcam-cold-") as tmp:
+        hwm = Path(tmp) / "vmhwm"
+        for _ in range(repeats):
+            hwm.unlink(missing_ok=True)
+            start = time.perf_counter()
+            proc = subprocess.run([str(python), "-c", _EXIT_PEAK, str(hwm), command[0], *command[1:]],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd)
+            walls.append(time.perf_counter() - start)
+            if proc.returncode != 0:
+                tail = " ".join(proc.stderr.strip().splitlines()[-1:]) or f"exit code {proc.returncode}"
+                raise RuntimeError(f"{' '.join(command)[:200]} failed: {tail[:300]}")
+            peaks.append(int(hwm.read_text()) / 1024 if hwm.is_file() else float("nan"))
+    return {"wall_s": statistics.median(walls), "wall_min_s": min(walls), "peak_rss_mb": statistics.median(peaks),
+            "repeats": repeats}
 
 
 def _first_result(path: str, runtime: str, threads: int) -> dict[str, Any]:

@@ -15,14 +15,13 @@ reported as not measured, with the reason.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-SETTLE_S = 0.05
-SETTLE_CALLS = 3
+from edge_pcam.bench.timing import paired_rounds
+
 KERAS_SPEEDUP_TARGET = 15.0
 TF_LITE_RATIO_TARGET = 1.0
 RAW_LITERT_RATIO_TARGET = 0.95  # raw ai-edge-litert within noise of edge-pcam's runtime (5%)
@@ -45,10 +44,8 @@ def performance_goals(result: dict[str, Any]) -> dict[str, Any]:
 
     goals: dict[str, Any] = {"default_runtime": default_runtime, "threads": int(threads),
                              "int8_file": int8["file"] if int8 else None,
-                             "method": (f"paired: {paired['rounds']} rounds of {paired['calls']} calls of each, "
-                                        f"in rotating order, each block after a {SETTLE_S * 1e3:.0f} ms pause and "
-                                        f"{SETTLE_CALLS} untimed calls; medians over all calls" if paired.get("rounds") else
-                                        "from the rows' latency at that thread count")}
+                             "method": paired_method(paired) if paired.get("rounds") else
+                             "from the rows' latency at that thread count"}
     a, b = p50(int8, "int8"), p50(keras, "keras")
     goals["vs_keras"] = _goal(b / a if a and b else None, KERAS_SPEEDUP_TARGET,
                               f"Keras float model(x, training=False) {_ms(b)} vs int8 on {default_runtime} "
@@ -116,27 +113,18 @@ def measure_paired(result: dict[str, Any], patch: np.ndarray, rounds: int = 15, 
         engines["keras"] = open_engine(describe_file(Path(keras["file"])), "keras", threads)
     if len(engines) < 2:
         return None
-    samples: dict[str, list[float]] = {name: [] for name in engines}
-    for engine in engines.values():
-        for _ in range(warmup):
-            engine.predict(patch)
-    names = list(engines)
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            predict = engines[name].predict
-            # let the previous engine's worker threads go idle (TensorFlow's spin before sleeping),
-            # then a few untimed calls: no engine pays for the one before it
-            time.sleep(SETTLE_S)
-            for _ in range(SETTLE_CALLS):
-                predict(patch)
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                predict(patch)
-                samples[name].append((time.perf_counter() - t0) * 1e3)
-    return {"rounds": rounds, "calls": calls, "threads": threads,
-            "p50_ms": {n: float(np.median(v)) for n, v in samples.items()},
-            "p95_ms": {n: float(np.percentile(v, 95)) for n, v in samples.items()},
-            "samples_ms": {n: np.round(v, 4).tolist() for n, v in samples.items()}}
+    measured = paired_rounds({name: (lambda e=engine: e.predict(patch)) for name, engine in engines.items()},
+                             rounds=rounds, calls=calls, warmup=warmup)
+    return {**measured, "threads": threads}
+
+
+def paired_method(paired: dict[str, Any]) -> str:
+    """How paired latencies were taken, in words, from the measurement's own settings."""
+    before = f"{paired['settle_calls']} untimed calls"
+    if paired.get("pause_s"):
+        before = f"a {paired['pause_s'] * 1e3:g} ms pause and " + before
+    return (f"paired: {paired['rounds']} rounds of {paired['calls']} calls of each, in rotating order, each block "
+            f"after {before}; medians over all calls")
 
 
 def _raw_row(result: dict[str, Any], int8: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edge_pcam.bench import timing
 from edge_pcam.bench.discover import KERAS, Candidate, find_models
 from edge_pcam.bench.engines import KERAS_RUNTIME, RAW_ALIASES, RAW_LITERT, keras_available, open_engine
 from edge_pcam.runtime.machine import describe_machine, load_average
@@ -251,18 +252,8 @@ def _measure(row: dict[str, Any], cand: Candidate, runtime: str, images: np.ndar
 
 def time_calls(fn: Callable[[], Any], settings: BenchSettings, batch: int = 1) -> dict[str, Any]:
     """Warm up, then call `fn` until the time budget is spent (between min_runs and max_runs calls)."""
-    for _ in range(settings.warmup):
-        fn()
-    samples: list[float] = []
-    deadline = time.perf_counter() + settings.budget_s
-    while len(samples) < settings.max_runs and (len(samples) < settings.min_runs or time.perf_counter() < deadline):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    arr = np.asarray(samples)
-    return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)),
-            "mean_ms": float(arr.mean()), "min_ms": float(arr.min()), "runs": len(samples),
-            "batch": batch, "samples_ms": arr.round(4).tolist()}
+    return {**timing.time_calls(fn, warmup=settings.warmup, budget_s=settings.budget_s, min_runs=settings.min_runs,
+                                max_runs=settings.max_runs), "batch": batch}
 
 
 def _count_file_macs(cand: Candidate, runtime: str) -> int | None:

@@ -7,8 +7,10 @@ without TensorFlow as out of a workstation. Benchmarks, training runs
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,18 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
         except PackageNotFoundError:
             out[name] = None
     return out
+
+
+def package_versions_in(python: str | Path, names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """`package_versions` as another Python installation (a second venv) sees them; {} if it cannot run."""
+    code = ("import json, sys\nfrom importlib.metadata import PackageNotFoundError, version\nout = {}\n"
+            "for name in sys.argv[1:]:\n    try:\n        out[name] = version(name)\n"
+            "    except PackageNotFoundError:\n        out[name] = None\nprint(json.dumps(out))")
+    try:
+        proc = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, timeout=60)
+        return json.loads(proc.stdout) if proc.returncode == 0 else {}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {}
 
 
 def load_average() -> list[float] | None:
