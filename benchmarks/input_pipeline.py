@@ -1,75 +1,69 @@
 """Input-pipeline throughput (patches/s, with augmentation) next to the model's training-step rate.
 
-Measures make_dataset(training=True) with the design's augmentation at batch 64
-from the JPEG subset folder and from an HDF5 file (synthetic patches written to
-a temporary folder outside the repository), and the attention-CNN's
-training-step rate (model.fit) at batch 64 on this CPU, in memory and fed by the pipeline. The pipeline must stay well ahead
-of training (target: at least 5x).
+Measures make_dataset(training=True) with the recipe's augmentation from a
+JPEG {split}/{label}/ folder (the PCam subset by default) and from an HDF5 file
+(synthetic patches written to a temporary folder outside the repository), and
+the attention-CNN's training-step rate (`model.fit` on the model compiled by
+edge_pcam.training.fit.compile_model) on a fixed in-memory batch and fed by
+the JPEG pipeline. The pipeline must stay well ahead of training
+(TARGET_RATIO). Timing: edge_pcam.bench.timing and edge_pcam.bench.train_steps.
 
-    .venv/bin/python benchmarks/input_pipeline.py            # writes benchmarks/results/input_pipeline.{md,json}
+    .venv/bin/python benchmarks/input_pipeline.py        # writes benchmarks/results/input_pipeline.{md,json}
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
-import platform
 import sys
 import tempfile
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DEFAULT_SUBSET = REPO.parent / "shared" / "data" / "pcam-subset"
 PACKAGES = ("tensorflow", "tf-keras", "numpy", "h5py", "pillow")
-# SPEC.md section 4: the design's recipe on the 20,000-patch subset takes about 2.5 min an epoch on a quiet
-# machine at batch 64, i.e. about 133 patches/s including the pipeline.
-QUIET_TRAINING_RATE = 20000 / 150
+TARGET_RATIO = 5.0        # pipeline patches/s over training-step patches/s, at least
+NO_SLOWDOWN = 0.9         # fit fed by the pipeline at this share of the in-memory rate or more: input costs nothing
+FULL = {"batches": 80, "steps": 10, "warmup": 5, "hdf5_patches": 4096}
+QUICK = {"batches": 3, "steps": 2, "warmup": 1, "hdf5_patches": 64}
 
 
-def pipeline_rate(split, batch: int, batches: int, warmup: int = 5, **options) -> dict:
+def pipeline_rate(split, batch: int, batches: int, warmup: int, augmentation) -> dict:
     """Patches/s of make_dataset(training=True, augmented) over `batches` batches after `warmup`."""
+    from edge_pcam.bench.timing import time_calls
     from edge_pcam.data.tfdata import make_dataset
-    it = iter(make_dataset(split, batch, training=True, seed=0, repeat=True, drop_remainder=True, **options))
-    for _ in range(warmup):
-        next(it)
-    start = time.perf_counter()
-    for _ in range(batches):
-        x, _ = next(it)
-    x.numpy()
-    seconds = time.perf_counter() - start
-    return {"patches": batch * batches, "seconds": round(seconds, 3), "patches_per_s": round(batch * batches / seconds, 1)}
+
+    it = iter(make_dataset(split, batch, training=True, seed=0, repeat=True, drop_remainder=True,
+                           augmentation=augmentation))
+    timed = time_calls(lambda: next(it), warmup=warmup, runs=batches)
+    return {"batches": batches, "batch_ms": timed["mean_ms"], "patches_per_s": batch * 1000.0 / timed["mean_ms"]}
 
 
-def fit_rate(batch: int, steps: int, split=None, warmup: int = 3) -> dict:
-    """Patches/s of model.fit on the design's model (Adam, binary cross-entropy), timed per step after
-    `warmup` steps. Fed by make_dataset(split) when a split is given, else by one fixed in-memory batch
-    (the training step alone, no input cost)."""
+def fit_rate(recipe, batch: int, steps: int, warmup: int, split=None) -> dict:
+    """Training-step rate of the recipe's compiled model after `warmup` steps: fed by make_dataset(split) when
+    a split is given, else by one fixed in-memory batch (the step alone, no input cost)."""
     import tensorflow as tf
-    import tf_keras as keras
 
+    from edge_pcam.bench.train_steps import StepTimer
     from edge_pcam.data.tfdata import make_dataset
-    from edge_pcam.model import build_model
-    model = build_model()
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy", metrics=["accuracy"])
+    from edge_pcam.training.fit import augmentation, compile_model
+
+    model = compile_model(recipe, warmup + steps)
     if split is None:
         rng = np.random.default_rng(0)
         x = rng.random((batch, 96, 96, 3), dtype=np.float32)
         y = rng.integers(0, 2, (batch, 1)).astype(np.float32)
         data = tf.data.Dataset.from_tensors((x, y)).repeat()
     else:
-        data = make_dataset(split, batch, training=True, seed=0, repeat=True, drop_remainder=True)
-    ends: list[float] = []
-    clock = keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_: ends.append(time.perf_counter()))
-    model.fit(data, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[clock])
-    seconds = ends[-1] - ends[warmup - 1]
-    return {"steps": steps, "seconds": round(seconds, 3), "step_ms": round(1000 * seconds / steps, 1),
-            "patches_per_s": round(batch * steps / seconds, 1)}
+        data = make_dataset(split, batch, training=True, seed=0, repeat=True, drop_remainder=True,
+                            augmentation=augmentation(recipe))
+    timer = StepTimer(warmup)
+    model.fit(data, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer.callback])
+    return timer.rate(batch, steps)
 
 
 def synthetic_hdf5(folder: Path, count: int):
@@ -87,109 +81,93 @@ def synthetic_hdf5(folder: Path, count: int):
     return HDF5Split("train", x_path, y_path)
 
 
-def machine() -> dict:
-    from edge_pcam.runtime.machine import describe_machine
-    return {**describe_machine(), "platform": platform.platform(),
-            "load_average_1min_at_start": round(os.getloadavg()[0], 2)}
+def markdown(r: dict) -> str:
+    """The report: this run's measurements, and how they were taken."""
+    from edge_pcam.runtime.machine import conditions_line
 
-
-def versions() -> dict:
-    from edge_pcam.runtime.machine import package_versions
-    return package_versions(PACKAGES)
-
-
-def markdown(result: dict) -> str:
-    m, r = result["machine"], result["results"]
-    train = r["training_step"]["patches_per_s"]
+    res, train = r["results"], r["results"]["training_step"]
+    aug = ", ".join(k if v is True else f"{k} {v}" for k, v in r["augmentation"].items()
+                    if v not in (False, None, 0, 0.0))
     lines = [
-        "# Input pipeline vs training step",
-        "",
-        f"Measured {result['date']} on {m['cpu']} ({m['cores']} cores, shared; 1-minute load average "
-        f"{m['load_average_1min_at_start']} at start, {result['load_average_1min_at_end']} at end), "
-        f"Python {m['python']}, " + ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v) + ".",
-        "",
-        f"Batch {result['batch']}, training mode (shuffle + the design's augmentation: flips, brightness "
-        "±0.1, contrast 0.8–1.2), `make_dataset(..., repeat=True)`.",
-        "",
-        "| what | patches/s | × training step |",
-        "|---|---:|---:|",
-    ]
-    for key, label in (("jpeg_folder", f"JPEG folder ({result['sources']['jpeg_folder']})"),
-                       ("hdf5", f"HDF5 ({result['sources']['hdf5']})")):
-        if key in r:
-            rate = r[key]["patches_per_s"]
-            lines.append(f"| pipeline: {label} | {rate:,.0f} | {rate / train:.1f}× |")
-    lines += [f"| training step: attention-CNN `model.fit` on a fixed in-memory batch of {result['batch']} "
-              f"({r['training_step']['step_ms']:.0f} ms a step) | {train:,.0f} | 1.0× |",
-              "",
-              f"Target: pipeline ≥ 5× the training-step rate. Result: "
-              f"{'met' if result['target_met'] else 'NOT met'}.",
-              ""]
-    if "fit_from_jpeg_folder" in result:
-        fit = result["fit_from_jpeg_folder"]
-        share = fit["patches_per_s"] / train
-        verdict = ("input does not slow training down" if share >= 0.9 else
-                   f"it ran at {share:.0%} of the in-memory rate (input overhead, or the load changed)")
-        lines.append(f"Check: `model.fit` fed by the JPEG pipeline ran {fit['patches_per_s']:,.0f} patches/s "
-                     f"({fit['step_ms']:.0f} ms a step) against {train:,.0f} patches/s on a fixed in-memory batch: "
-                     f"{verdict}.")
-    quiet = result["ratios_to_quiet_machine_reference"]
-    lines += ["",
-              f"Against the quiet-machine training rate in SPEC.md section 4 (about {QUIET_TRAINING_RATE:.0f} "
-              "patches/s: 2.5 min an epoch of 20,000 patches), the pipeline rates above are "
-              + ", ".join(f"{v:.1f}× ({k})" for k, v in quiet.items()) + ".",
-              "",
-              "The CPU is shared by other jobs, so absolute rates vary from run to run; both sides were "
-              "measured in the same run, one after the other.",
-              "",
-              f"Regenerate: `{result['command']}`", ""]
-    return "\n".join(lines)
+        "# Input pipeline vs training step", "",
+        f"- Machine: {conditions_line(r['machine'], r['load_average_before'], r['load_average_after'])}",
+        f"- Packages: {', '.join(f'{k} {v}' for k, v in r['versions'].items() if v)}",
+        f"- Recipe `{r['recipe']}`, batch {r['batch']}; pipeline in training mode, `make_dataset(..., repeat=True)`: "
+        f"shuffle and the recipe's augmentation ({aug or 'none'}); {r['settings']['batches']} timed batches after "
+        f"{r['settings']['warmup']} untimed ones; training: {r['settings']['steps']} timed steps after "
+        f"{r['settings']['warmup']} untimed ones. Both sides measured in the same run, one after the other.",
+        f"- Created {r['created']} by `{r['command']}`", "",
+        "| what | patches/s | × training step |", "|---|---:|---:|"]
+    for key in ("jpeg_folder", "hdf5"):
+        if key in res:
+            lines.append(f"| pipeline: {r['sources'][key]} | {res[key]['patches_per_s']:,.0f} | {r['ratios'][key]:.1f}× |")
+    lines += [f"| training step: `model.fit` on a fixed in-memory batch ({train['step_ms']:.0f} ms a step) | "
+              f"{train['patches_per_s']:,.0f} | (reference) |", "",
+              f"Target: pipeline ≥ {r['target_ratio']:g}× the training-step rate: {'met' if r['target_met'] else 'NOT met'}."]
+    fit = r.get("fit_from_jpeg_folder")
+    if fit:
+        verdict = ("the input does not slow training down" if fit["share_of_in_memory"] >= r["no_slowdown_share"]
+                   else "slower than in memory (input overhead, or the load changed)")
+        lines += ["", f"`model.fit` fed by the JPEG pipeline: {fit['patches_per_s']:,.0f} patches/s ({fit['step_ms']:.0f} ms "
+                  f"a step), {fit['share_of_in_memory']:.0%} of the in-memory rate: {verdict}."]
+    return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subset", type=Path, default=DEFAULT_SUBSET, help="The JPEG {split}/{label}/ folder.")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--batches", type=int, default=80, help="Timed pipeline batches per source.")
-    parser.add_argument("--steps", type=int, default=10, help="Timed training steps.")
-    parser.add_argument("--hdf5-patches", type=int, default=4096, help="Synthetic patches in the temporary HDF5.")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "input_pipeline")
-    args = parser.parse_args()
+    parser.add_argument("--subset", type=Path, default=DEFAULT_SUBSET, help="A JPEG {split}/{label}/ folder.")
+    parser.add_argument("--recipe", default="pcam", help="Training recipe: the model, its optimizer, the augmentation.")
+    parser.add_argument("--batch", type=int, help="Batch size (default: the recipe's).")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--quick", action="store_true", help="A smoke run: a few batches and steps.")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from edge_pcam.runtime.datasets import open_dataset
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-              "versions": versions(), "batch": args.batch, "results": {}, "sources": {},
-              "command": " ".join([".venv/bin/python benchmarks/input_pipeline.py", *sys.argv[1:]])}
+    from edge_pcam.runtime.machine import describe_machine, load_average, package_versions
+    from edge_pcam.training.fit import augmentation
+    from edge_pcam.training.recipe import load_recipe
+
+    s = QUICK if args.quick else FULL
+    recipe = load_recipe(args.recipe)
+    batch = args.batch or recipe["training"]["batch_size"]
+    aug = augmentation(recipe)
+    result = {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "command": " ".join([".venv/bin/python benchmarks/input_pipeline.py",
+                                   *(argv if argv is not None else sys.argv[1:])]),
+              "machine": describe_machine(), "load_average_before": load_average(),
+              "versions": package_versions(PACKAGES), "recipe": args.recipe, "batch": batch, "settings": s,
+              "augmentation": aug.to_dict(), "target_ratio": TARGET_RATIO, "no_slowdown_share": NO_SLOWDOWN,
+              "results": {}, "sources": {}}
+    train = None
     if (args.subset / "train").is_dir():
         train = open_dataset(str(args.subset)).split("train")
-        result["sources"]["jpeg_folder"] = f"PCam subset train split, {len(train):,} JPEG files"
-        result["results"]["jpeg_folder"] = pipeline_rate(train, args.batch, args.batches)
-        print("jpeg folder", result["results"]["jpeg_folder"], flush=True)
+        result["sources"]["jpeg_folder"] = f"JPEG folder `{args.subset.name}`, train split, {len(train):,} files"
+        result["results"]["jpeg_folder"] = pipeline_rate(train, batch, s["batches"], s["warmup"], aug)
+        print("jpeg folder", result["results"]["jpeg_folder"], file=sys.stderr, flush=True)
     else:
-        print(f"skipping the JPEG folder: {args.subset} not found", flush=True)
+        print(f"skipping the JPEG folder: {args.subset} not found", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="edge-pcam-bench-") as tmp:
-        split = synthetic_hdf5(Path(tmp), args.hdf5_patches)
-        result["sources"]["hdf5"] = f"{len(split):,} synthetic patches, uncompressed HDF5 in /tmp, random batches"
-        result["results"]["hdf5"] = pipeline_rate(split, args.batch, args.batches)
-        print("hdf5", result["results"]["hdf5"], flush=True)
-    result["results"]["training_step"] = fit_rate(args.batch, args.steps)
-    print("training step", result["results"]["training_step"], flush=True)
-    if (args.subset / "train").is_dir():
-        result["fit_from_jpeg_folder"] = fit_rate(args.batch, args.steps, train)
-        print("fit fed by the JPEG pipeline", result["fit_from_jpeg_folder"], flush=True)
-    train_rate = result["results"]["training_step"]["patches_per_s"]
-    pipes = [v["patches_per_s"] for k, v in result["results"].items() if k != "training_step"]
-    result["ratios"] = {k: round(v["patches_per_s"] / train_rate, 2) for k, v in result["results"].items()
+        split = synthetic_hdf5(Path(tmp), s["hdf5_patches"])
+        result["sources"]["hdf5"] = f"HDF5, {len(split):,} synthetic patches, uncompressed, random batches"
+        result["results"]["hdf5"] = pipeline_rate(split, batch, s["batches"], s["warmup"], aug)
+        print("hdf5", result["results"]["hdf5"], file=sys.stderr, flush=True)
+    step = fit_rate(recipe, batch, s["steps"], s["warmup"])
+    result["results"]["training_step"] = step
+    print("training step", step, file=sys.stderr, flush=True)
+    if train is not None:
+        fed = fit_rate(recipe, batch, s["steps"], s["warmup"], train)
+        result["fit_from_jpeg_folder"] = {**fed, "share_of_in_memory": fed["patches_per_s"] / step["patches_per_s"]}
+        print("fit fed by the JPEG pipeline", fed, file=sys.stderr, flush=True)
+    result["ratios"] = {k: v["patches_per_s"] / step["patches_per_s"] for k, v in result["results"].items()
                         if k != "training_step"}
-    result["ratios_to_quiet_machine_reference"] = {
-        k: round(v["patches_per_s"] / QUIET_TRAINING_RATE, 2) for k, v in result["results"].items()
-        if k != "training_step"}
-    result["target_met"] = min(pipes) >= 5 * train_rate
-    result["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
+    result["target_met"] = min(result["ratios"].values()) >= TARGET_RATIO
+    result["load_average_after"] = load_average()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "input_pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "input_pipeline.md").write_text(markdown(result))
     print(markdown(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edge_pcam.runtime.machine import summary_line
+from edge_pcam.runtime.machine import load_line, summary_line
 from edge_pcam.bench.plots import write_plots
 from edge_pcam.runtime.fileio import atomic_write_text, to_json
 
@@ -40,8 +40,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         f"- Machine: {summary_line(machine)} ({machine.get('cpu_id') or machine['architecture']}"
         f"{', flags ' + ' '.join(machine['cpu_flags']) if machine.get('cpu_flags') else ''})",
-        f"- Load average (1, 5, 15 min) before / after: {_load(machine.get('load_average_before'))} / "
-        f"{_load(machine.get('load_average_after'))} — other work on the machine slows every figure alike",
+        f"- {load_line(machine.get('load_average_before'), machine.get('load_average_after')).capitalize()}",
         f"- Data: `{data['spec']}`, split `{data['split']}`, {data['n']} patches ({data['tumour']} tumour)"
         + (f", a seeded random sample of {data['limit']}" if data.get("limit") and data["limit"] < 10 ** 9 else ""),
         f"- Latency: batch 1 (a batched file: one call of its batch, divided per patch), after {settings['warmup']} "
@@ -202,10 +201,6 @@ def _num(x: float | None, digits: int) -> str:
 
 def _met(met: bool | None) -> str:
     return "—" if met is None else ("✅ yes" if met else "❌ no")
-
-
-def _load(avg: list[float] | None) -> str:
-    return "n/a" if not avg else ", ".join(f"{x:.2f}" for x in avg)
 
 
 def _finite(obj: Any) -> Any:

@@ -82,6 +82,19 @@ def summary_line(machine: dict[str, Any]) -> str:
     return ", ".join(p for p in parts if p)
 
 
+def load_line(load_before: list[float] | None, load_after: list[float] | None) -> str:
+    """The load averages around a measurement, as `uptime` shows them, in words."""
+    def load(avg: list[float] | None) -> str:
+        return ", ".join(f"{x:.2f}" for x in avg) if avg else "n/a"
+    return (f"load averages (as `uptime` shows them) before {load(load_before)}, after {load(load_after)}: "
+            "other work on the machine slows every timing")
+
+
+def conditions_line(machine: dict[str, Any], load_before: list[float] | None, load_after: list[float] | None) -> str:
+    """The machine's summary line and the load around a measurement, for a report heading."""
+    return f"{summary_line(machine)}; {load_line(load_before, load_after)}"
+
+
 def _read(path: str) -> str:
     try:
         return Path(path).read_text(errors="replace")
