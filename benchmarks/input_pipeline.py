@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import tempfile
@@ -103,7 +102,8 @@ def markdown(r: dict) -> str:
             lines.append(f"| pipeline: {r['sources'][key]} | {res[key]['patches_per_s']:,.0f} | {r['ratios'][key]:.1f}× |")
     lines += [f"| training step: `model.fit` on a fixed in-memory batch ({train['step_ms']:.0f} ms a step) | "
               f"{train['patches_per_s']:,.0f} | (reference) |", "",
-              f"Target: pipeline ≥ {r['target_ratio']:g}× the training-step rate: {'met' if r['target_met'] else 'NOT met'}."]
+              f"Target: pipeline ≥ {r['target_ratio']:g}× the training-step rate: "
+              f"{'met' if r['target_met'] else 'NOT met'}."]
     fit = r.get("fit_from_jpeg_folder")
     if fit:
         verdict = ("the input does not slow training down" if fit["share_of_in_memory"] >= r["no_slowdown_share"]
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from edge_pcam.runtime.datasets import open_dataset
+    from edge_pcam.runtime.fileio import atomic_write_json, atomic_write_text
     from edge_pcam.runtime.machine import describe_machine, load_average, package_versions
     from edge_pcam.training.fit import augmentation
     from edge_pcam.training.recipe import load_recipe
@@ -164,8 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
     result["target_met"] = min(result["ratios"].values()) >= TARGET_RATIO
     result["load_average_after"] = load_average()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "input_pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "input_pipeline.md").write_text(markdown(result))
+    atomic_write_json(args.out / "input_pipeline.json", result, indent=2)
+    atomic_write_text(args.out / "input_pipeline.md", markdown(result))
     print(markdown(result))
     return result
 

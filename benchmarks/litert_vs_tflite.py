@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 from edge_pcam.bench.raw_interpreter import RawInterpreter
 from edge_pcam.bench.timing import PAUSE_S, SETTLE_CALLS, paired_rounds
 from edge_pcam.runtime.bundled import default_model_path
+from edge_pcam.runtime.fileio import atomic_write_json, atomic_write_text
 from edge_pcam.runtime.interpreter import AUTO_ORDER, TF_LITE, installed_runtimes, load_model
 from edge_pcam.runtime.machine import conditions_line, describe_machine, load_average
 
@@ -61,9 +61,9 @@ def markdown(r: dict) -> str:
         f"- File: `{r['file']}` (sha256 {r['file_sha256'][:12]}…)",
         f"- Method: at each thread count, {s['rounds']} rounds of {s['calls']} calls of each engine in rotating "
         f"order (batch 1, one patch), each block after {before}, following {s['warmup']} warm-up calls of each. "
-        "*edge-pcam*: `load_model(...).predict` (input, invoke, the probability); *raw*: the file's bytes in the "
-        "interpreter's own `Interpreter` (input, invoke, every output). p50 and p95 over every call; fastest round: "
-        "the lowest mean of one block.",
+        "*edge-pcam*: `load_model(...).predict`; *raw*: the file in the interpreter's own `Interpreter`, tensors "
+        "by signature name, as a user's code runs it (edge_pcam.bench.raw_interpreter). Both: input, invoke, the "
+        "probability. p50 and p95 over every call; fastest round: the lowest mean of one block.",
         f"- Created {r['created']} by `{r['command']}`", "",
         "| threads | engine | version | p50 ms/patch | p95 ms/patch | fastest round ms/patch | p50 / raw p50 |",
         "|---:|---|---|---:|---:|---:|---:|",
@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([".venv/bin/python benchmarks/litert_vs_tflite.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join([".venv/bin/python benchmarks/litert_vs_tflite.py",
+                             *(argv if argv is not None else sys.argv[1:])]),
         "machine": describe_machine(), "load_average_before": load_before, "load_average_after": load_average(),
         "file": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name,
         "file_sha256": sha256_file(path),
@@ -121,8 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["target"] = {"engine": engine, "threads": TARGET_THREADS, "target_ms": TARGET_MS, "p50_ms": p50,
                             "met": p50 <= TARGET_MS}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "litert_vs_tflite.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "litert_vs_tflite.md").write_text(markdown(result))
+    atomic_write_json(args.out / "litert_vs_tflite.json", result, indent=1)
+    atomic_write_text(args.out / "litert_vs_tflite.md", markdown(result))
     print(markdown(result))
     return result
 

@@ -114,6 +114,7 @@ def plan(models: dict[str, Path], s: dict, pngs: str, have_tflite: bool) -> list
 
 def run(models: dict[str, Path], s: dict, out: Path, command: str) -> dict:
     from edge_pcam.bench.coldstart import time_process
+    from edge_pcam.runtime.fileio import atomic_write_json, atomic_write_text
     from edge_pcam.runtime.machine import describe_machine, load_average, package_versions_in
 
     have_tflite = TFLITE_PY.exists()
@@ -154,8 +155,8 @@ def run(models: dict[str, Path], s: dict, out: Path, command: str) -> dict:
         cold["python_only"] = time_process(["-c", "pass"], VENV_PY, s["cold_repeats"])
     report["load_average_after"] = load_average()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "runtime_latency.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "runtime_latency.md").write_text(markdown(report))
+    atomic_write_json(out / "runtime_latency.json", report, indent=1)
+    atomic_write_text(out / "runtime_latency.md", markdown(report))
     print(f"wrote {out / 'runtime_latency.json'} and .md", file=sys.stderr)
     return report
 
@@ -174,9 +175,10 @@ def markdown(r: dict) -> str:
         f"- Created {r['created']} by `{r['command']}`", "",
         "## Per-patch latency, batch 1", "",
         f"One patch per call, {s['repeats']} calls after {s['warmup']} warm-up calls, each configuration in its "
-        f"own process, {s['rounds']} interleaved round(s), the better kept. *edge-pcam*: `load_model(...).predict` "
-        "(input, invoke, the probability); *raw*: the file's bytes in the interpreter's own `Interpreter` (input, "
-        "invoke, every output). *p10*: the calls that had the cores to themselves on a shared machine. *CPU ms*: "
+        f"own process, {s['rounds']} interleaved round(s), the better kept. *edge-pcam*: `load_model(...).predict`; "
+        "*raw*: the file in the interpreter's own `Interpreter`, tensors by signature name, as a user's code runs it; "
+        "both: input, invoke, the probability. *p10*: the calls that had the cores to themselves on a shared machine. "
+        "*CPU ms*: "
         "process CPU time per call, all threads. *cores*: CPU time over wall time. *patches/s*: end to end, "
         "`classify` over a folder of PNG patches (decode, predict, label).", "",
         "| interpreter | file | path | threads | p50 ms | p95 ms | p10 ms | CPU ms | cores | patches/s | ops outside XNNPACK |",
@@ -211,6 +213,8 @@ def _ops(x: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from edge_pcam.runtime.fileio import atomic_write_text
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="a smoke run: one thread count, few calls, no options table")
@@ -223,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker(json.loads(args.worker))))
         return
     if args.report_only:
-        (args.out / "runtime_latency.md").write_text(markdown(json.loads((args.out / "runtime_latency.json").read_text())))
+        record = json.loads((args.out / "runtime_latency.json").read_text())
+        atomic_write_text(args.out / "runtime_latency.md", markdown(record))
         return
     command = " ".join([".venv/bin/python benchmarks/runtime_latency.py", *(argv if argv is not None else sys.argv[1:])])
     run({"int8": args.int8.resolve(), "float32": args.float32.resolve()}, QUICK if args.quick else FULL, args.out,

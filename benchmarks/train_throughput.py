@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import tempfile
@@ -85,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     from edge_pcam.bench.train_steps import StepTimer
     from edge_pcam.data.tfdata import make_dataset
     from edge_pcam.runtime.datasets import open_dataset
+    from edge_pcam.runtime.fileio import atomic_write_json, atomic_write_text
     from edge_pcam.runtime.machine import describe_machine, load_average, package_versions
     from edge_pcam.training import callbacks as cb
     from edge_pcam.training.fit import augmentation, compile_model
@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
         "cpu_ratio": cpu_best["bare"] / cpu_best["ours"],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "train_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "train_throughput.md").write_text(markdown(result))
+    atomic_write_json(args.out / "train_throughput.json", result, indent=2)
+    atomic_write_text(args.out / "train_throughput.md", markdown(result))
     print(markdown(result))
     return result
 

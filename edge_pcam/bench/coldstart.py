@@ -101,9 +101,9 @@ def _first_result(path: str, runtime: str, threads: int) -> dict[str, Any]:
         t2 = time.perf_counter()
         prob = float(np.asarray(model(patch.astype(np.float32) / 255.0, training=False)).reshape(-1)[0])
     elif runtime == "ai-edge-litert-raw":
-        from edge_pcam.bench.engines import RawLiteRTEngine
+        from edge_pcam.bench.raw_interpreter import RawInterpreter
         t1 = time.perf_counter()
-        model = RawLiteRTEngine(Path(path), threads)
+        model = RawInterpreter(path, "litert", threads)
         t2 = time.perf_counter()
         prob = float(model.predict(patch)[0])
     else:

@@ -17,7 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_pcam.bench.discover import KERAS, Candidate
+from edge_pcam.bench.raw_interpreter import RawInterpreter
 from edge_pcam.errors import RuntimeUnavailableError
+from edge_pcam.runtime.interpreter import LITERT
 
 KERAS_RUNTIME = "keras"
 KERAS_BATCH = 64
@@ -46,43 +48,6 @@ class TFLiteEngine:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return self.model.predict(images)
-
-
-class RawLiteRTEngine:
-    """The file in ai-edge-litert's own Interpreter, tensors found by signature name, as a user's code runs it."""
-
-    def __init__(self, path: Path, threads: int):
-        try:
-            from ai_edge_litert import __version__ as version
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            raise RuntimeUnavailableError("ai-edge-litert is not installed (`pip install ai-edge-litert`)") from None
-        self._it = Interpreter(model_path=str(path), num_threads=threads)
-        self._it.allocate_tensors()
-        signature = self._it._get_full_signature_list()["serving_default"]
-        details = {d["index"]: d for d in (*self._it.get_input_details(), *self._it.get_output_details())}
-        self._input = details[signature["inputs"]["image"]]
-        self._prob = details[signature["outputs"]["probability"]]
-        self.runtime, self.runtime_version = RAW_LITERT, version
-        self.batch = int(self._input["shape"][0])
-        self.threads = threads
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images)
-        images = images[None] if images.ndim == 3 else images
-        out = np.empty(len(images), np.float32)
-        scale, zero = self._prob["quantization"]
-        for start in range(0, len(images), self.batch):
-            chunk = images[start:start + self.batch]
-            k = len(chunk)
-            chunk = np.resize(chunk, (self.batch, *chunk.shape[1:])) if k < self.batch else chunk
-            if self._input["dtype"] == np.float32:
-                chunk = chunk.astype(np.float32) / np.float32(255.0)
-            self._it.set_tensor(self._input["index"], chunk)
-            self._it.invoke()
-            prob = self._it.get_tensor(self._prob["index"])[:k, 0]
-            out[start:start + k] = prob if prob.dtype == np.float32 else (prob.astype(np.float32) - zero) * scale
-        return out
 
 
 class KerasEngine:
@@ -125,6 +90,6 @@ def open_engine(candidate: Candidate, runtime: str, threads: int) -> Engine:
     if candidate.kind == KERAS:
         return KerasEngine(candidate.path)
     if runtime == RAW_LITERT:
-        return RawLiteRTEngine(candidate.path, threads)
+        return RawInterpreter(candidate.path, LITERT, threads)
     device = ":0" if candidate.format == "edgetpu" else None  # the first Edge TPU, USB or PCIe
     return TFLiteEngine(candidate.path, runtime, threads, device)

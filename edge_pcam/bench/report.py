@@ -11,9 +11,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edge_pcam.runtime.machine import load_line, summary_line
 from edge_pcam.bench.plots import write_plots
 from edge_pcam.runtime.fileio import atomic_write_text, to_json
+from edge_pcam.runtime.machine import load_line, summary_line
 
 STATUS_MARK = {"ok": "✅ ok", "failed": "❌ failed", "skipped": "➖ skipped"}
 

@@ -26,9 +26,9 @@ import numpy as np
 from edge_pcam.bench import timing
 from edge_pcam.bench.discover import KERAS, Candidate, find_models
 from edge_pcam.bench.engines import KERAS_RUNTIME, RAW_ALIASES, RAW_LITERT, keras_available, open_engine
-from edge_pcam.runtime.machine import describe_machine, load_average
 from edge_pcam.errors import DataError, EdgePcamError, RuntimeUnavailableError
 from edge_pcam.runtime import metrics as M
+from edge_pcam.runtime.machine import describe_machine, load_average
 
 SCHEMA_VERSION = 1
 ROW_FIELDS = ("file", "format", "source", "label", "batch", "runtime", "runtime_version", "status", "reason",

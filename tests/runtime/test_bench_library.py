@@ -96,17 +96,22 @@ def test_machine_and_load_in_a_report_line():
 
 
 @pytest.mark.skipif(not HAVE_LITERT, reason="ai-edge-litert is not installed here")
-def test_raw_interpreter_runs_the_file_and_lists_its_partitions():
+def test_raw_interpreter_runs_the_file_as_written_and_lists_its_partitions():
+    """Raw ai-edge-litert gives the runtime's own probabilities (the file runs as written); XNNPACK takes every
+    op of the float32 file, and none without the default delegates."""
     from edge_pcam.bench.raw_interpreter import RawInterpreter, xnnpack_partitions
+    from edge_pcam.runtime.interpreter import load_model
 
-    patch = np.zeros((1, 96, 96, 3), np.uint8)
-    raw = RawInterpreter(BUNDLED / "edge_pcam_float32.tflite", "litert", 1)
-    shapes = sorted(out.shape for out in raw.predict(patch))
-    assert shapes == [(1, 1), (1, 12, 12, 256)]
-    assert raw.runtime == "ai-edge-litert"
-    assert xnnpack_partitions(raw.interpreter)["builtin_kinds"] == []  # XNNPACK takes all of float32
+    patches = np.random.default_rng(0).integers(0, 256, (5, 96, 96, 3), dtype=np.uint8)
+    for name in ("edge_pcam_int8.tflite", "edge_pcam_float32.tflite"):
+        raw = RawInterpreter(BUNDLED / name, "litert", 1)
+        probs = raw.predict(patches)
+        assert probs.shape == (5,) and raw.runtime == "ai-edge-litert"
+        np.testing.assert_array_equal(probs, load_model(BUNDLED / name, runtime="litert", threads=1).predict(patches))
+    assert xnnpack_partitions(raw.interpreter)["builtin_kinds"] == []
     plain = RawInterpreter(BUNDLED / "edge_pcam_int8.tflite", "litert", 1,
                            experimental_op_resolver_type="BUILTIN_WITHOUT_DEFAULT_DELEGATES")
     parts = xnnpack_partitions(plain.interpreter)
     assert parts["xnnpack_partitions"] == 0 and {"CONV_2D", "BATCH_MATMUL", "SOFTMAX"} <= set(parts["builtin_kinds"])
     assert parts["builtin_ops"].count("CONV_2D") == 3  # the three conv blocks
+
