@@ -2,9 +2,9 @@
 
 At each thread count, every installed interpreter (ai-edge-litert, tf.lite,
 tflite-runtime) runs the file twice: through edge-pcam's runtime
-(`load_model(...).predict`, what `edge-pcam predict` runs) and raw (the file's
-bytes in the interpreter's own `Interpreter`, nothing of edge-pcam in between:
-edge_pcam.bench.raw_interpreter). All of them are timed side by side on one
+(`load_model(...).predict`, what `edge-pcam predict` runs) and raw (the file in
+the interpreter's own `Interpreter`, as a user's code opens it, nothing of
+edge-pcam in between: edge_pcam.bench.raw_interpreter). All are timed side by side on one
 patch at batch 1 in paired rounds (edge_pcam.bench.timing.paired_rounds).
 
     .venv/bin/python benchmarks/litert_vs_tflite.py                # the bundled int8 file, 1 and 2 threads

@@ -8,8 +8,9 @@ setting), so thread pools and caches do not leak between them, in rounds that
 interleave the configurations; each configuration's better round is kept.
 Rows: the bundled int8 and float32 files through edge-pcam's runtime
 (`load_model(...).predict`) in every interpreter, and, for the int8 file, the
-file's bytes in each interpreter directly (edge_pcam.bench.raw_interpreter),
-where the runtime could differ from the interpreter. The options table tries
+file in each interpreter directly, as a user's own code opens it
+(edge_pcam.bench.raw_interpreter): a file that runs as it was written is as
+fast either way. The options table tries
 ai-edge-litert's own interpreter options on the raw int8 file. Timing loops:
 edge_pcam.bench.timing; cold start: edge_pcam.bench.coldstart.time_process.
 Writes runtime_latency.{json,md} into --out (default benchmarks/results).
