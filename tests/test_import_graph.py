@@ -16,8 +16,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edge_pcam"
 
-# Bottom to top. A module may import its own layer and those before it (docs/architecture: the device
-# runtime is the ground floor; the workstation side sits on it; the CLI and the demo on top of all).
+# Bottom to top. A module may import its own layer and those before it: the device runtime is the ground
+# floor, the workstation side sits on it, the CLI and the demo on top of all.
 LAYERS = (
     ("edge_pcam.errors", "edge_pcam.runtime"),
     ("edge_pcam.model", "edge_pcam.data"),
