@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge_pcam.errors import DataError
-from edge_pcam.runtime.slide import Level, Slide, over_white, plausible_mpp, short_reason
+from edge_pcam.runtime.slide_base import Level, Slide, over_white, plausible_mpp, short_reason
 
 CACHE_BYTES = 48 << 20  # OpenSlide's tile cache for this slide (its default is 32 MB, shared)
 

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from edge_pcam.errors import DataError
-from edge_pcam.runtime.slide import WHITE, Level, Slide, over_white, plausible_mpp, short_reason
+from edge_pcam.runtime.slide_base import WHITE, Level, Slide, over_white, plausible_mpp, short_reason
 
 MAX_PLAIN_PIXELS = 64_000_000  # plain images are read whole: 192 MB at most
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edge_pcam.errors import DataError
-from edge_pcam.runtime.slide import WHITE, Level, Slide, over_white, plausible_mpp, short_reason
+from edge_pcam.runtime.slide_base import WHITE, Level, Slide, over_white, plausible_mpp, short_reason
 
 TILE_CACHE_BYTES = 48 << 20
 APERIO_J2K_YCBCR = 33003

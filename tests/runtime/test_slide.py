@@ -8,7 +8,8 @@ import tifffile
 from PIL import Image
 
 from edge_pcam.errors import DataError
-from edge_pcam.runtime.slide import PCAM_MPP, open_slide
+from edge_pcam.runtime.constants import PCAM_MPP
+from edge_pcam.runtime.slide import open_slide
 from edge_pcam.runtime.synthetic_slide import GLASS, write_synthetic_slide
 from edge_pcam.runtime.tissue import saturation, tile_maximum, tissue_tiles
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.constants import PATCH_SHAPE, PCAM_MPP
-from edge_pcam.runtime.slide import Slide
+from edge_pcam.runtime.slide_base import Slide
 from edge_pcam.runtime.tissue import tissue_tiles
 
 TILE = PATCH_SHAPE[0]  # tiles are the model's input: 96 pixels at PCam's µm/px

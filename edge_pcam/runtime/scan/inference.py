@@ -16,7 +16,7 @@ import numpy as np
 from edge_pcam.errors import ModelFileError
 from edge_pcam.runtime.metadata import model_bytes, read_metadata
 from edge_pcam.runtime.scan.geometry import ScanGeometry, iter_tiles
-from edge_pcam.runtime.slide import Slide
+from edge_pcam.runtime.slide_base import Slide
 
 LOG_GROUP = 16  # tiles classified (and appended to tiles.csv) together, at least
 

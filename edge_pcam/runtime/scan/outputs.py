@@ -18,7 +18,7 @@ from edge_pcam.runtime.fileio import atomic_path, atomic_write_json
 from edge_pcam.runtime.scan.geometry import TILE, ScanGeometry, read_tile, tissue_picture
 from edge_pcam.runtime.scan.report import REPORT_FILE, ScanReport, TopTile
 from edge_pcam.runtime.scan_heatmap import render_heatmap
-from edge_pcam.runtime.slide import Slide
+from edge_pcam.runtime.slide_base import Slide
 
 PNG_LEVEL = 3  # zlib level for the PNGs: a third of the default's time, files about 10% larger
 THUMBNAIL_FILE, HEATMAP_FILE, TOP_FOLDER = "thumbnail.png", "heatmap.png", "top"

@@ -20,7 +20,8 @@ from edge_pcam.runtime.scan.outputs import write_pictures, write_report, write_t
 from edge_pcam.runtime.scan.report import (REPORT_FILE, ModelInfo, ScanReport, ScanSettings, SlideInfo, TileCounts,
                                            Timing, top_tiles, tumour_burden)
 from edge_pcam.runtime.scan.store import TILES_FILE, ResumeKey, TileStore, slide_digest
-from edge_pcam.runtime.slide import LEVEL_TOLERANCE, Slide, open_slide
+from edge_pcam.runtime.slide import open_slide
+from edge_pcam.runtime.slide_base import LEVEL_TOLERANCE, Slide
 from edge_pcam.runtime.tissue import SATURATION_THRESHOLD
 
 Progress = Callable[[int, int], None]

@@ -17,7 +17,7 @@ import numpy as np
 
 from edge_pcam.runtime.constants import PCAM_MPP
 from edge_pcam.runtime.scan.geometry import TILE, ScanGeometry
-from edge_pcam.runtime.slide import Slide
+from edge_pcam.runtime.slide_base import Slide
 
 REPORT_FILE = "scan.json"
 BURDEN_POINTS = ("decision", "high_specificity")  # the model's thresholds the burden is given at
