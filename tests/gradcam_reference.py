@@ -26,7 +26,7 @@ def golden_runtime() -> str:
 
 def same_interpreter_as_golden(model) -> bool:
     """Whether `model` runs on the very interpreter and version that wrote the golden files."""
-    return model.runtime == "litert" and golden_runtime() == f"ai-edge-litert {model.runtime_version}"
+    return golden_runtime() == f"{model.runtime} {model.runtime_version}"
 
 
 def tf_gradcam(keras_model, images_float01: np.ndarray) -> np.ndarray:
@@ -34,8 +34,8 @@ def tf_gradcam(keras_model, images_float01: np.ndarray) -> np.ndarray:
     import tensorflow as tf
     import tf_keras as keras
 
-    probe = keras.Model(keras_model.inputs, [keras_model.get_layer("pool3").output,
-                                             keras_model.get_layer("logit").output])
+    layers = {layer.name.removeprefix("quant_"): layer for layer in keras_model.layers}  # QAT: quant_<name>
+    probe = keras.Model(keras_model.inputs, [layers["pool3"].output, layers["logit"].output])
     with tf.GradientTape() as tape:
         features, logit = probe(tf.constant(images_float01, tf.float32), training=False)
         total = tf.reduce_sum(logit)  # patches are independent: each one's gradient is its own
