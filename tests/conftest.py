@@ -1,4 +1,9 @@
-"""Shared fixtures: where the real PCam subset is, and markers for TensorFlow-only tests."""
+"""Shared fixtures: where the real PCam subset is, and markers for TensorFlow-only tests.
+
+Real-data tests skip with the reason where ../shared/data/pcam-subset (or
+EDGE_PCAM_SUBSET) is absent, unless EDGE_PCAM_REQUIRE_REAL_DATA=1 (set by
+.ci/run): then its absence fails them, so CI cannot pass by skipping them.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SUBSET = Path(os.environ.get("EDGE_PCAM_SUBSET", REPO.parent / "shared" / "data" / "pcam-subset"))
 HAVE_TF = importlib.util.find_spec("tensorflow") is not None
+REQUIRE_REAL_DATA = os.environ.get("EDGE_PCAM_REQUIRE_REAL_DATA") == "1"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -18,13 +24,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tf" in item.keywords and not HAVE_TF:
             item.add_marker(skip_tf)
+        if "real_data" in item.keywords and "subset_dir" not in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid}: a real_data test must take the subset_dir fixture "
+                                    "(it decides between skipping and, in CI, failing)")
 
 
 @pytest.fixture(scope="session")
 def subset_dir() -> Path:
     """The real PCam subset (../shared/data/pcam-subset); skips with the reason where absent."""
     if not (SUBSET / "labels.csv").is_file():
-        pytest.skip(f"real PCam subset not found at {SUBSET} (set EDGE_PCAM_SUBSET to point at it)")
+        reason = f"real PCam subset not found at {SUBSET} (set EDGE_PCAM_SUBSET to point at it)"
+        if REQUIRE_REAL_DATA:
+            pytest.fail(f"{reason}; EDGE_PCAM_REQUIRE_REAL_DATA=1 forbids skipping real-data tests", pytrace=False)
+        pytest.skip(reason)
     return SUBSET
 
 
