@@ -79,8 +79,12 @@ def test_cli_writes_csv_and_json_and_names_the_runtime(tmp_path, model):
     assert model.runtime in proc.stderr and "patches" in proc.stderr
     rows = list(csv.DictReader(out_csv.open()))
     assert list(rows[0]) == ["path", "probability", "prediction"]
-    n_h5 = sum(1 for r in rows if "#" in r["path"])
-    assert n_h5 > 0 and all(r["path"].split("#")[0].endswith(".h5") for r in rows if "#" in r["path"])
+    import h5py
+    with h5py.File(H5) as f:
+        n_h5 = len(f["x"])
+    images = [p for p in PATCHES.iterdir() if p.suffix in (".png", ".jpg", ".tif")]
+    assert [r["path"] for r in rows if "#" in r["path"]] == [f"{H5}#{i}" for i in range(n_h5)]
+    assert len(rows) == len(images) + n_h5
     report = json.loads(out_json.read_text())
     assert report["runtime"] == model.runtime and report["n"] == len(rows)
     assert report["threshold_name"] == "decision" and report["threshold"] == model.thresholds["decision"]
