@@ -129,3 +129,27 @@ def test_thresholds_from_the_tuning_set_keep_their_promise(tiny_model_h5, easy_d
     assert thresholds["decision"] == 0.5
     assert_triage(tuning.labels, probs, thresholds["triage"])
     assert_high_specificity(tuning.labels, probs, thresholds["high_specificity"])
+
+
+def test_conversion_report_parity_is_what_the_files_do(converted_dir, tiny_model_h5, easy_data):
+    """conversion.json's parity figures, recomputed here from Keras and each written file."""
+    import json
+
+    from edge_pcam.runtime.interpreter import load_model
+    from edge_pcam.training.modelio import load_model as load_keras
+
+    valid = easy_data.split("valid")
+    images = valid.read(np.arange(len(valid)))
+    keras_probs = load_keras(tiny_model_h5)(images.astype(np.float32) / 255.0, training=False).numpy().ravel()
+    keras_right = (keras_probs >= 0.5) == (valid.labels == 1)
+    report = json.loads((converted_dir / "conversion.json").read_text())
+    assert report["passed"] and report["failures"] == []
+    for entry in report["files"]:
+        probs = load_model(converted_dir / entry["file"]).predict(images)
+        parity = entry["parity"]
+        assert parity["n"] == len(valid)
+        assert parity["max_abs_dprob"] == pytest.approx(np.abs(probs - keras_probs).max(), abs=1e-6)
+        assert parity["agreement"] == pytest.approx(np.mean((probs >= 0.5) == (keras_probs >= 0.5)))
+        drop = 100 * (keras_right.mean() - np.mean((probs >= 0.5) == (valid.labels == 1)))
+        assert parity["accuracy_drop_points"] == pytest.approx(drop)
+        assert parity["passed"] is bool(parity["max_abs_dprob"] < 1e-4 if entry["format"] == "float32" else drop <= 1.0)
