@@ -39,7 +39,14 @@ def tf_gradcam(keras_model, images_float01: np.ndarray) -> np.ndarray:
     with tf.GradientTape() as tape:
         features, logit = probe(tf.constant(images_float01, tf.float32), training=False)
         total = tf.reduce_sum(logit)  # patches are independent: each one's gradient is its own
-    grads = tape.gradient(total, features)
-    weights = tf.reduce_mean(grads, axis=(1, 2))  # (N, C): the spatial mean of each channel's gradient
+    return tf_cam(features, tape.gradient(total, features))
+
+
+def tf_cam(features, gradients) -> np.ndarray:
+    """Grad-CAM (N, H, W) from features and gradients (N, H, W, C), in TensorFlow ops."""
+    import tensorflow as tf
+
+    features = tf.convert_to_tensor(features, tf.float32)
+    weights = tf.reduce_mean(tf.convert_to_tensor(gradients, tf.float32), axis=(1, 2))  # (N, C): spatial means
     cam = tf.nn.relu(tf.einsum("nhwc,nc->nhw", features, weights))
     return tf.math.divide_no_nan(cam, tf.reduce_max(cam, axis=(1, 2), keepdims=True)).numpy().astype(np.float64)

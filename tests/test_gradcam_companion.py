@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gradcam_reference import tf_gradcam
+from gradcam_reference import tf_cam, tf_gradcam
 
 pytestmark = pytest.mark.tf
 
@@ -70,7 +70,8 @@ def test_companion_cam_correlates_with_keras_gradcam(tiny_model_h5, easy_data):
     model = load_model(tiny_model_h5)
     x = _valid_float(easy_data)
     reference = tf_gradcam(model, x)
-    assert reference.shape == (16, 12, 12) and (reference.max(axis=(1, 2)) == 1).all()
+    peaks = reference.max(axis=(1, 2))  # 1, or 0 where no location contributes positively
+    assert reference.shape == (16, 12, 12) and set(np.unique(peaks)) <= {0.0, 1.0} and peaks.sum() >= 8
     np.testing.assert_allclose(keras_gradcam(model, x), reference, atol=1e-5)
     data = convert_companion(model)
     check = companion_correlation(model, data, x)
@@ -82,20 +83,14 @@ def test_companion_cam_correlates_with_keras_gradcam(tiny_model_h5, easy_data):
         total = tf.reduce_sum(logit)
     keras_grads = tape.gradient(total, features)
     _, grads = companion_outputs(data, features.numpy())
-    mine = _cam_tf(features, grads)
+    mine = tf_cam(features, grads)
     assert check["n"] == 16
     assert check["correlation"] == pytest.approx(_pearson(mine, reference), abs=1e-6)
-    assert check["head_correlation"] == pytest.approx(_pearson(mine, _cam_tf(features, keras_grads)), abs=1e-6)
+    assert check["head_correlation"] == pytest.approx(_pearson(mine, tf_cam(features, keras_grads)), abs=1e-6)
     assert check["max_abs_difference"] == pytest.approx(np.abs(mine - reference).max(), abs=1e-5)
     assert check["max_abs_difference"] < 1e-3 and check["min_patch_correlation"] > 0.9999
     assert check["correlation"] >= FLOAT_FLOOR and check["head_correlation"] >= HEAD_FLOOR
     assert companion_gate(check, qat=False)[1]
-
-
-def _cam_tf(features, grads) -> np.ndarray:
-    import tensorflow as tf
-    cam = tf.nn.relu(tf.einsum("nhwc,nc->nhw", features, tf.reduce_mean(grads, axis=(1, 2))))
-    return tf.math.divide_no_nan(cam, tf.reduce_max(cam, axis=(1, 2), keepdims=True)).numpy()
 
 
 def _companion_cams(model, x) -> np.ndarray:
@@ -106,7 +101,7 @@ def _companion_cams(model, x) -> np.ndarray:
     pool3 = [layer for layer in model.layers if layer.name.removeprefix("quant_") == "pool3"][0]
     features = keras.Model(model.inputs, pool3.output)(x, training=False).numpy()
     _, grads = companion_outputs(convert_companion(model), features)
-    return _cam_tf(features, grads)
+    return tf_cam(features, grads)
 
 
 def test_companion_of_another_model_fails_the_gate(tiny_model_h5, easy_data):
@@ -166,7 +161,7 @@ def test_convert_puts_aside_a_companion_that_fails_one_condition(failing, tiny_m
     rejected = tmp_path / "edge_pcam_gradcam.rejected.tflite"
     assert rejected.is_file() and read_metadata(rejected)["parity"]["passed"] is False
     assert len(result.failures) == 1 and result.failures[0].startswith("gradcam:")
-    assert "companion" not in read_metadata(tmp_path / "edge_pcam_float32.tflite")
+    assert read_metadata(tmp_path / "edge_pcam_float32.tflite").get("companion") is None
 
 
 def test_qat_companion_uses_the_qat_weights(tiny_qat_h5, easy_data):
@@ -197,5 +192,5 @@ def test_device_side_gradcam_from_the_int8_file(converted_dir, tiny_model_h5, ea
     _, grads = companion_outputs((converted_dir / "edge_pcam_gradcam.tflite").read_bytes(), features)
     cams = np.stack([cam_from_gradients(f, g) for f, g in zip(features, grads)])
     reference = tf_gradcam(load_model(tiny_model_h5), images.astype(np.float32) / 255.0)
-    print("INT8CORR", _pearson(cams, reference), np.abs(cams - reference).max(), np.abs(cams - reference).mean())
-    assert _pearson(cams, reference) > 0.9
+    # measured: correlation 0.99991, mean absolute difference 0.0005 (int8 features are rounded)
+    assert _pearson(cams, reference) >= 0.999 and np.abs(cams - reference).mean() <= 0.005
