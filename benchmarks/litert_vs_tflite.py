@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_pcam.bench.engines import RawLiteRTEngine
 from edge_pcam.bench.machine import describe_machine, summary_line
 from edge_pcam.runtime.bundled import default_model_path
 from edge_pcam.runtime.interpreter import load_model
@@ -29,9 +30,9 @@ def main() -> None:
     rows = []
     for threads in (1, 2):
         engines = {
-            "ai-edge-litert (as edge-pcam runs it)": load_model(path, runtime="litert", threads=threads),
+            "ai-edge-litert (edge-pcam's runtime)": load_model(path, runtime="litert", threads=threads),
+            "ai-edge-litert (raw Interpreter, no edge-pcam)": RawLiteRTEngine(path, threads),
             "tf.lite (same bytes)": load_model(path, runtime="tf", threads=threads),
-            "tf.lite (file as converted)": load_model(path, runtime="tf", threads=threads, as_converted=True),
         }
         times: dict[str, list[float]] = {name: [] for name in engines}
         for model in engines.values():

@@ -56,8 +56,7 @@ def worker(cfg: dict) -> dict:
         run, partitions = _knob_runner(cfg, x)
         version = None
     else:
-        model = load_model(cfg["model"], runtime=cfg["runtime"], threads=cfg["threads"],
-                           as_converted=not cfg.get("symmetric", True))
+        model = load_model(cfg["model"], runtime=cfg["runtime"], threads=cfg["threads"])
         partitions = _partitions(model._interpreter)
         version = model.runtime_version
         run = (lambda: model.predict(x))
@@ -259,9 +258,6 @@ def run(models: dict[str, Path], quick: bool, tmp: Path) -> None:
         for threads in (1, 2):
             plan.append((VENV_PY, {"runtime": "litert", "model": str(path), "fmt": fmt, "threads": threads,
                                    "symmetric": True, "throughput_dir": pngs}))
-            if fmt == "int8":
-                plan.append((VENV_PY, {"runtime": "litert", "model": str(path), "fmt": fmt, "threads": threads,
-                                       "symmetric": False}))
             plan.append((VENV_PY, {"runtime": "tf", "model": str(path), "fmt": fmt, "threads": threads,
                                    "symmetric": False, "throughput_dir": pngs}))
             if have_tflite:

@@ -1,28 +1,35 @@
-"""Scan throughput against the raw interpreter on the same tiles, and wall time for the test slide.
+"""Scan throughput against the raw interpreter on the same tiles, where the time goes, and peak memory.
 
-    .venv/bin/python benchmarks/scan.py                 # ~4 min on 2 cores (converts models with TF)
+    .venv/bin/python benchmarks/scan.py                 # ~10 min on 2 cores (converts models with TF)
     .venv/bin/python benchmarks/scan.py --models DIR    # int8 files already converted (batch 1 + batched)
+    .venv/bin/python benchmarks/scan.py --models DIR --profile-only --size 6000   # a quick look, no results written
 
 Models: the design's attention-CNN converted to int8 with `edge_pcam.export.tflite.convert_model`
 at batch 1 and at the batches in BATCHES (what `edge-pcam convert --batch N` writes), all with the
 same `source_model` so the scan finds the batched files beside the batch-1 file. The weights are a
 random initialisation unless --weights names a trained .h5: throughput does not depend on them.
 
-Slides (synthetic, `edge_pcam.runtime.synthetic_slide`): the test slide (20,000 x 20,000 pixels at
-0.486 µm/px, tissue in the middle fifth: ~380 tiles) for the wall time, and a tissue-rich slide of
-the same size (tissue over the middle 70%: ~3,500 tiles, JPEG-compressed like a scanner's) for throughput.
+Slides (synthetic, `edge_pcam.runtime.synthetic_slide`): the throughput slide is a JPEG-tiled Aperio SVS
+of 20,000 x 20,000 pixels at 0.25 µm/px (a 40x scan, so the scan resamples from the 1.0 µm/px level to
+0.972), tissue over the middle 70%; the test slide (20,000 x 20,000 at 0.486 µm/px, zlib, tissue in the
+middle fifth: the slide tests/runtime/test_scan.py writes) for the end-to-end wall time.
 
-For each model file: the scan's tile loop (read TIFF tiles, resample, cut, classify, append to
-tiles.csv) in tiles/s, from scan.json's `tile_seconds`; and the raw interpreter on the same tiles
-already in memory (`PatchModel.predict`: set input, invoke, read output) in tiles/s. Overhead =
-1 - scan / raw. Best of REPEATS runs of each, interleaved, because the machine is shared.
+For each model file: the scan's tile loop (read tiles, resample, cut, classify, append to tiles.csv)
+in tiles/s, from scan.json's `tile_seconds`, and the raw interpreter on the same tiles already in
+memory (`PatchModel.predict`) in tiles/s. Overhead = 1 - scan / raw. Best of REPEATS runs of each,
+interleaved, because the machine is shared.
+
+Where the time goes (`profile_stages`, per reader: openslide and tifffile): the same work done one
+stage after the other in one thread, timed by stage: opening the slide, the tissue thumbnail and
+mask, decoding (time inside the reader's `read_region`), resampling (the rest of `read_scaled`),
+cutting tiles, and inference at the largest batch. Peak memory: the largest resident set of an
+`edge-pcam scan` child process on the SVS.
 Results: benchmarks/results/scan.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -40,7 +47,9 @@ RESULTS = REPO / "benchmarks" / "results"
 BATCHES = (16, 64)
 REPEATS = 5
 SLIDE_SIZE = 20_000
-SLIDE_MPP = 0.486
+SLIDE_MPP = 0.486  # the test slide
+SVS_MPP = 0.25  # the throughput slide: 40x
+READERS = ("openslide", "tifffile")
 
 
 def make_models(folder: Path, weights: str | None) -> None:
@@ -71,7 +80,7 @@ def make_models(folder: Path, weights: str | None) -> None:
 
 def tissue_tiles_of(slide_path: Path) -> np.ndarray:
     """Every tissue tile of the slide at scan scale, in memory: the raw interpreter's input."""
-    from edge_pcam.runtime.scan import TILE, find_tissue, iter_tiles, plan_geometry
+    from edge_pcam.runtime.scan.geometry import TILE, find_tissue, iter_tiles, plan_geometry
     from edge_pcam.runtime.slide import open_slide
 
     with open_slide(slide_path) as slide:
@@ -95,7 +104,90 @@ def scan_once(slide_path: Path, model_dir: Path, out: Path) -> dict:
     from edge_pcam.runtime.scan import scan_slide
 
     shutil.rmtree(out, ignore_errors=True)
-    return scan_slide(slide_path, out, model_dir / "bench_int8.tflite", batch=None)
+    return scan_slide(slide_path, out, model_dir / "bench_int8.tflite", batch=None).report.to_json()
+
+
+class Stopwatch:
+    """Accumulated seconds inside a wrapped method."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, method):
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+        return timed
+
+
+def profile_stages(slide_path: Path, model_path: Path, reader: str) -> dict:
+    """Seconds per stage of a scan done one stage after the other (see the module's docstring)."""
+    from edge_pcam.runtime.interpreter import load_model
+    from edge_pcam.runtime.scan.geometry import TILE, find_tissue, iter_tiles, plan_geometry
+    from edge_pcam.runtime.slide import open_slide
+
+    seconds = {}
+    started = time.perf_counter()
+    slide = open_slide(slide_path, reader=reader)
+    seconds["open"] = time.perf_counter() - started
+    try:
+        geometry = plan_geometry(slide, TILE)
+        decode, scaled = Stopwatch(), Stopwatch()
+        slide.read_region = decode.wrap(slide.read_region)  # read_scaled and thumbnail call it through self
+        started = time.perf_counter()
+        _, _, mask = find_tissue(slide, geometry)
+        seconds["tissue"] = time.perf_counter() - started
+        seconds["tissue_decode"] = decode.seconds
+        decode.seconds = 0.0
+        slide.read_scaled = scaled.wrap(slide.read_scaled)
+        started = time.perf_counter()
+        tiles = np.concatenate([block for _, block in iter_tiles(slide, geometry, mask)])
+        loop = time.perf_counter() - started
+        seconds["decode"] = decode.seconds
+        seconds["resample"] = scaled.seconds - decode.seconds
+        seconds["cut"] = loop - scaled.seconds
+        info = {"reader": slide.reader, "reader_version": slide.reader_version(), "level_read": geometry.level,
+                "level_mpp": slide.level_mpp(geometry.level), "scan_mpp": geometry.mpp}
+    finally:
+        slide.close()
+    model = load_model(model_path)
+    model.predict(tiles[:model.batch])
+    started = time.perf_counter()
+    model.predict(tiles)
+    seconds["inference"] = time.perf_counter() - started
+    seconds["total"] = sum(v for k, v in seconds.items() if k != "tissue_decode")
+    return {**info, "tiles": len(tiles), "model": model_path.name, "batch": model.batch, "seconds": seconds,
+            "tiles_per_second": {"read_resample_cut": len(tiles) / (loop or 1e-9),
+                                 "inference": len(tiles) / seconds["inference"]}}
+
+
+def peak_memory_mb(slide_path: Path, model_dir: Path, out: Path) -> float:
+    """Largest resident set (MB) of an `edge-pcam scan` child process on the slide."""
+    shutil.rmtree(out, ignore_errors=True)
+    program = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    result = subprocess.run([sys.executable, "-c", program, sys.executable, "-m", "edge_pcam", "scan",
+                             str(slide_path), "--out", str(out), "--model", str(model_dir / "bench_int8.tflite")],
+                            capture_output=True, text=True, check=True)
+    return int(result.stdout.split()[-1]) / 1024  # ru_maxrss is in KB on Linux
+
+
+def write_svs(work: Path, size: int):
+    """The throughput slide: JPEG-tiled Aperio SVS at SVS_MPP, tissue over the middle 70%."""
+    from edge_pcam.runtime.synthetic_slide import write_synthetic_slide
+
+    lo, hi = int(size * 0.15), int(size * 0.85)
+    return write_synthetic_slide(work / "tissue_rich.svs", size, size, mpp=SVS_MPP, container="svs",
+                                 compression="jpeg", tissue=(lo, lo, hi, hi),
+                                 tumour=(int(size * 0.3), int(size * 0.3), int(size * 0.45), int(size * 0.45)))
+
+
+def largest_batch_file(models: Path) -> Path:
+    batched = [models / f"bench_int8_b{b}.tflite" for b in BATCHES if (models / f"bench_int8_b{b}.tflite").is_file()]
+    return batched[-1] if batched else models / "bench_int8.tflite"
 
 
 def main() -> None:
@@ -104,6 +196,9 @@ def main() -> None:
     parser.add_argument("--weights", help="a trained .h5 to convert instead of a random initialisation")
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--size", type=int, default=SLIDE_SIZE, help="side of the throughput SVS in pixels")
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--profile-only", action="store_true", help="print where the time goes; write no results")
     args = parser.parse_args()
 
     from edge_pcam.bench.machine import describe_machine
@@ -119,15 +214,17 @@ def main() -> None:
             ["--weights", args.weights] if args.weights else [])
         subprocess.run(command, check=True)
     load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    rich = write_svs(work, args.size)
+    svs_write_seconds = time.perf_counter() - t0
+    profiles = [profile_stages(rich.path, largest_batch_file(models), reader) for reader in READERS]
+    if args.profile_only:
+        print("\n".join(profile_lines(profiles)))
+        return
 
     t0 = time.perf_counter()
     test_slide = write_synthetic_slide(work / "test_slide.tif", SLIDE_SIZE, SLIDE_SIZE, mpp=SLIDE_MPP)
     write_seconds = time.perf_counter() - t0
-    # Scanners write JPEG tiles (Aperio SVS, most pyramidal TIFFs); decoding them needs imagecodecs.
-    compression = "jpeg" if importlib.util.find_spec("imagecodecs") else "zlib"
-    rich = write_synthetic_slide(work / "tissue_rich.tif", SLIDE_SIZE, SLIDE_SIZE, mpp=SLIDE_MPP,
-                                 tissue=(3000, 3000, 17000, 17000), tumour=(6000, 6000, 9000, 9000),
-                                 compression=compression)
     tiles = tissue_tiles_of(rich.path)
 
     rows = []
@@ -140,7 +237,7 @@ def main() -> None:
             shutil.copy(models / f"bench_int8_b{batch}.tflite", folder)
         inference_file = folder / ("bench_int8.tflite" if batch == 1 else f"bench_int8_b{batch}.tflite")
         pairs = []
-        for _ in range(REPEATS):  # raw and scan back to back, so both see the same load
+        for _ in range(args.repeats):  # raw and scan back to back, so both see the same load
             raw_wall, raw_cpu = raw_run(inference_file, tiles)
             scan = scan_once(rich.path, folder, work / "scan_rich")
             timing = scan["timing"]
@@ -149,7 +246,7 @@ def main() -> None:
                           "scan_cpu": timing["tile_cpu_seconds"], "scan_total_wall": timing["wall_seconds"],
                           "load": os.getloadavg()[0]})
         best = min(pairs, key=lambda p: p["raw_wall"] + p["scan_wall"])  # the quietest pair
-        test_reports = [scan_once(test_slide.path, folder, work / "scan_test") for _ in range(REPEATS)]
+        test_reports = [scan_once(test_slide.path, folder, work / "scan_test") for _ in range(args.repeats)]
         test_runs = [r["timing"] for r in test_reports]
         test_tiles = test_reports[0]["tiles"]["computed"]
         test_best = min(test_runs, key=lambda t: t["wall_seconds"])
@@ -168,15 +265,16 @@ def main() -> None:
     result = {
         "machine": describe_machine(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "threads": scan["model"]["threads"], "runtime": scan["model"]["runtime"],
-        "runtime_version": scan["model"]["runtime_version"],
+        "runtime_version": scan["model"]["runtime_version"], "scan_reader": scan["slide"]["reader"],
         "slides": {"test": {"size": [SLIDE_SIZE, SLIDE_SIZE], "mpp": SLIDE_MPP, "tissue": test_slide.tissue,
                             "tiles": test_tiles,
                             "tumour": test_slide.tumour, "write_seconds": write_seconds},
-                   "tissue_rich": {"size": [SLIDE_SIZE, SLIDE_SIZE], "mpp": SLIDE_MPP, "tissue": rich.tissue,
-                                   "compression": compression,
-                                   "tumour": rich.tumour, "tiles": int(len(tiles))}},
+                   "tissue_rich": {"size": [args.size, args.size], "mpp": SVS_MPP, "container": "svs",
+                                   "compression": "jpeg", "tissue": rich.tissue, "tumour": rich.tumour,
+                                   "tiles": int(len(tiles)), "write_seconds": svs_write_seconds}},
         "weights": args.weights or "random initialisation (throughput does not depend on weights)",
-        "rows": rows, "command": "python benchmarks/scan.py",
+        "rows": rows, "profiles": profiles, "peak_memory_mb": peak_memory_mb(rich.path, models, work / "scan_memory"),
+        "repeats": args.repeats, "command": "python benchmarks/scan.py",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -185,8 +283,23 @@ def main() -> None:
     print(markdown(result))
 
 
+def profile_lines(profiles: list[dict]) -> list[str]:
+    """The "where the time goes" table: seconds per stage and reader."""
+    stages = ("open", "tissue", "decode", "resample", "cut", "inference", "total")
+    lines = ["| reader | level read (µm/px) | tiles | " + " | ".join(f"{s} (s)" for s in stages) +
+             " | read+resample+cut tiles/s | inference tiles/s |",
+             "|---|---:|---:|" + "---:|" * (len(stages) + 2)]
+    for p in profiles:
+        s = p["seconds"]
+        lines.append(f"| {p['reader']} ({p['reader_version']}) | {p['level_read']} ({p['level_mpp']:.3f}) | "
+                     f"{p['tiles']:,} | " + " | ".join(f"{s[k]:.2f}" for k in stages) +
+                     f" | {p['tiles_per_second']['read_resample_cut']:.0f} | {p['tiles_per_second']['inference']:.0f} |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     m = result["machine"]
+    rich = result["slides"]["tissue_rich"]
     lines = [
         "# Scan throughput",
         "",
@@ -198,10 +311,10 @@ def markdown(result: dict) -> str:
         f"{result['load_average_after'][0]:.1f} (a shared machine).",
         "",
         "Model: the design's attention-CNN, int8, " + result["weights"] + ".",
-        f"Throughput slide: {SLIDE_SIZE:,} x {SLIDE_SIZE:,} pixels at {SLIDE_MPP} µm/px, "
-        f"{result['slides']['tissue_rich']['tiles']:,} tissue tiles, "
-        f"{result['slides']['tissue_rich']['compression']} tiles of 512 (the test slide: zlib). Scan tiles/s: the tile loop "
-        "(read TIFF tiles, resample to 0.972 µm/px, cut, classify, append to tiles.csv); raw: the same "
+        f"Throughput slide: a synthetic Aperio SVS, {rich['size'][0]:,} x {rich['size'][1]:,} pixels at "
+        f"{rich['mpp']} µm/px, JPEG tiles of 512, {rich['tiles']:,} tissue tiles, read with {result['scan_reader']} "
+        "(the test slide: a zlib TIFF). Scan tiles/s: the tile loop "
+        "(read tiles, resample to 0.972 µm/px, cut, classify, append to tiles.csv); raw: the same "
         "tiles already in memory through `PatchModel.predict`.",
         "",
         "| inference file | batch | raw tiles/s | scan tiles/s | overhead (wall) | raw CPU ms/tile | "
@@ -214,7 +327,7 @@ def markdown(result: dict) -> str:
                      f"{r['raw_cpu_ms_per_tile']:.2f} | {r['scan_cpu_ms_per_tile']:.2f} | {r['overhead_cpu']:+.1%} | "
                      f"{r['scan_wall_seconds']:.1f} | {r['test_slide_wall_seconds']:.2f} |")
     lines += ["", "Overhead (wall): scan tile loop time over raw interpreter time on the same tiles, from the "
-              f"quietest of {REPEATS} back-to-back pairs (median over pairs in brackets). Overhead (CPU): the same "
+              f"quietest of {result['repeats']} back-to-back pairs (median over pairs in brackets). Overhead (CPU): the same "
               "with process CPU time (every thread), median over pairs: what reading, resampling and logging "
               "cost on top of inference, whatever the load. On a loaded machine the wall figure can even be "
               "negative: the scan runs one thread more (the reader) and so gets a larger share of the cores; "
@@ -222,6 +335,13 @@ def markdown(result: dict) -> str:
               "thumbnail, model loading, the heatmap and the top tiles to the tile loop. Test slide: "
               f"{result['slides']['test']['tiles']} tissue tiles of the slide tests/runtime/test_scan.py writes "
               "(zlib tiles), best of the runs, end to end.",
+              "", "## Where the time goes", "",
+              "Each stage of the scan alone, one after the other in one thread, on the throughput slide, for each "
+              "reader: open; tissue (thumbnail and mask); decode (inside the reader's read_region); resample "
+              "(the rest of read_scaled); cut (tiles out of the regions); inference at the largest batch.", "",
+              *profile_lines(result["profiles"]), "",
+              f"Peak memory of `edge-pcam scan` on the throughput slide: {result['peak_memory_mb']:.0f} MB "
+              "(largest resident set of the child process).",
               "", f"Regenerate: `{result['command']}` ({result['created']}).", ""]
     return "\n".join(lines)
 

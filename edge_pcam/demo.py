@@ -23,12 +23,12 @@ import numpy as np
 from PIL import Image
 
 from edge_pcam.errors import EdgePcamError
+from edge_pcam.runtime.constants import PCAM_MPP
 from edge_pcam.runtime.datasets import PatchDataset, open_dataset
 from edge_pcam.training.recipe import load_recipe
 
 SUBSET = Path("../shared/data/pcam-subset")
 SYNTHETIC = "synthetic:4000"
-PCAM_MPP = 0.972
 MOSAIC_GRID = 24          # 24 x 24 patches = 2,304 x 2,304 pixels
 MOSAIC_TUMOUR = 0.0625    # the share of tumour patches planted in one region
 GRADCAM_PATCHES = 8

@@ -21,3 +21,7 @@ class RuntimeUnavailableError(EdgePcamError):
 
 class RecipeError(EdgePcamError):
     """A recipe file with unknown keys or values of the wrong type."""
+
+
+class EdgePcamWarning(UserWarning):
+    """Something the user should know that does not stop the work (the command line prints it as one line)."""

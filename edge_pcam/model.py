@@ -28,8 +28,27 @@ OUTPUT_LAYER = "prob"
 MODEL_NAME = "edge_pcam_attention_cnn"
 
 
-def build_model(l2: float = 1e-4, dropout: float = 0.5) -> keras.Model:
-    """Return the uncompiled attention-CNN taking RGB in [0, 1], giving P(tumour)."""
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def build_model(l2: float = 1e-4, dropout: float = 0.5, precision: str = "float32") -> keras.Model:
+    """Return the uncompiled attention-CNN taking RGB in [0, 1], giving P(tumour).
+
+    `precision` "mixed_bfloat16" (TPUs, CPUs with AMX or AVX512-BF16) or "mixed_float16" (GPUs)
+    computes in 16 bits with float32 weights; the output sigmoid stays float32. The
+    parameters are the same either way; edge_pcam.training.modelio saves the float32 twin.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        return _build(l2, dropout)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _build(l2: float, dropout: float) -> keras.Model:
     reg = keras.regularizers.l2(l2) if l2 else None
     layers = keras.layers
 
@@ -54,7 +73,7 @@ def build_model(l2: float = 1e-4, dropout: float = 0.5) -> keras.Model:
     h = layers.Dense(64, activation="relu", kernel_regularizer=reg, name="fc")(h)
     h = layers.Dropout(dropout, name="dropout")(h)
     logit = layers.Dense(1, kernel_regularizer=reg, name=LOGIT_LAYER)(h)
-    prob = layers.Activation("sigmoid", name=OUTPUT_LAYER)(logit)
+    prob = layers.Activation("sigmoid", dtype="float32", name=OUTPUT_LAYER)(logit)
     return keras.Model(x_in, prob, name=MODEL_NAME)
 
 

@@ -1,39 +1,48 @@
 #!/usr/bin/env bash
-# Rebuilds the model shipped in edge_pcam/models/ from the real PCam subset, exactly as it was made:
-# train (train/subset-best.toml) -> QAT (2 epochs) -> convert (int8 + Grad-CAM companion from the QAT
-# model, float32 from the float model; thresholds chosen on the 2,000-patch tuning set that training
-# carved from the train split, metrics on valid) -> copy into the package with the provenance in the
-# metadata. About 90 minutes on 2 quiet CPU cores. Every step resumes if interrupted (run it again).
+# Rebuilds the model shipped in edge_pcam/models/ from the real PCam subset:
+#   1. train (train/subset-best.toml) -> QAT (2 epochs)                      [skipped when the models exist]
+#   2. convert: int8 + Grad-CAM companion from the QAT model, float32 from the float model; thresholds chosen
+#      on the 2,000-patch tuning set that training carved from the train split, metrics on valid; the int8
+#      file's quantization is settled by the converter, so these bytes are the ones measured and shipped
+#   3. copy into the package with the provenance in the card, and regenerate the interpreter-identity golden
+#      (tests/fixtures/golden/bundled_int8.json: tf.lite in .venv, tflite-runtime in .venv-tflite)
+# Training takes about 90 minutes on 2 quiet CPU cores; steps 2-3 about 15. Every step resumes if interrupted.
+#
+# To ship models trained elsewhere (e.g. the committed ones), point at their run folders:
+#   FLOAT_DIR=benchmarks/models/subset-best QAT_DIR=benchmarks/models/subset-best-qat scripts/make_bundled_model.sh
+# TRAIN_CMD / QAT_CMD then still name the commands that made those folders (override them if they differ).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/pcam-subset}
-EP=".venv/bin/edge-pcam"
 RUNS=${RUNS:-runs}
 RUN=${RUN:-subset-best-30}
+FLOAT_DIR=${FLOAT_DIR:-$RUNS/$RUN}
+QAT_DIR=${QAT_DIR:-$RUNS/$RUN-qat}
 
-TRAIN_CMD="edge-pcam train --data $DATA --recipe subset-best --out $RUNS/$RUN"
-QAT_CMD="edge-pcam qat $RUNS/$RUN/best.h5 --data $DATA --out $RUNS/$RUN-qat --recipe subset-best --epochs 2"
-INT8_CMD="edge-pcam convert $RUNS/$RUN-qat/best.h5 --data $DATA --out $RUNS/bundle-int8 --int8 --tune-from-train 2000"
-F32_CMD="edge-pcam convert $RUNS/$RUN/best.h5 --data $DATA --out $RUNS/bundle-float32 --float32 --no-companion --tune-from-train 2000"
+TRAIN_CMD=${TRAIN_CMD:-"edge-pcam train --data $DATA --recipe subset-best --out $RUNS/$RUN"}
+QAT_CMD=${QAT_CMD:-"edge-pcam qat $RUNS/$RUN/best.h5 --data $DATA --out $RUNS/$RUN-qat --recipe subset-best --epochs 2"}
+INT8_CMD="edge-pcam convert $QAT_DIR/best.h5 --data $DATA --out $RUNS/bundle-int8 --int8 --tune-from-train 2000"
+F32_CMD="edge-pcam convert $FLOAT_DIR/best.h5 --data $DATA --out $RUNS/bundle-float32 --float32 --no-companion --tune-from-train 2000"
 
-[ -f "$RUNS/$RUN/metrics.json" ] || .venv/bin/${TRAIN_CMD}
-[ -f "$RUNS/$RUN-qat/metrics.json" ] || .venv/bin/${QAT_CMD}
+[ -f "$FLOAT_DIR/metrics.json" ] || .venv/bin/${TRAIN_CMD}
+[ -f "$QAT_DIR/metrics.json" ] || .venv/bin/${QAT_CMD}
 .venv/bin/${INT8_CMD}
 .venv/bin/${F32_CMD}
 
-TRAIN_CMD="$TRAIN_CMD" QAT_CMD="$QAT_CMD" INT8_CMD="$INT8_CMD" F32_CMD="$F32_CMD" RUNS="$RUNS" RUN="$RUN" \
-.venv/bin/python - <<'PY'
-"""Copy the converted files into edge_pcam/models/ and record how they were made in their metadata."""
-import json, os, shutil
+TRAIN_CMD="$TRAIN_CMD" QAT_CMD="$QAT_CMD" INT8_CMD="$INT8_CMD" F32_CMD="$F32_CMD" RUNS="$RUNS" \
+FLOAT_DIR="$FLOAT_DIR" QAT_DIR="$QAT_DIR" .venv/bin/python - <<'PY'
+"""Copy the converted files into edge_pcam/models/ and record how they were made in their cards."""
+import os, shutil
 from pathlib import Path
 from edge_pcam.runtime.metadata import read_metadata, write_metadata
 
-runs, run, models = Path(os.environ["RUNS"]), os.environ["RUN"], Path("edge_pcam/models")
+runs, models = Path(os.environ["RUNS"]), Path("edge_pcam/models")
 provenance = {
     "data": "PCam subset (../shared/data/pcam-subset): 20,000 train / 3,000 valid real PatchCamelyon patches, "
             "re-encoded as JPEG (about quality 75); not the official PCam test set",
-    "training": {"command": os.environ["TRAIN_CMD"], "recipe": (runs / run / "recipe.toml").read_text()},
-    "qat": {"command": os.environ["QAT_CMD"], "recipe": (runs / f"{run}-qat" / "recipe.toml").read_text()},
+    "training": {"command": os.environ["TRAIN_CMD"],
+                 "recipe": (Path(os.environ["FLOAT_DIR"]) / "recipe.toml").read_text()},
+    "qat": {"command": os.environ["QAT_CMD"], "recipe": (Path(os.environ["QAT_DIR"]) / "recipe.toml").read_text()},
     "intended_use": "research use only, not diagnosis",
 }
 for src, command in ((runs / "bundle-int8" / "edge_pcam_gradcam.tflite", None),
@@ -47,3 +56,5 @@ for src, command in ((runs / "bundle-int8" / "edge_pcam_gradcam.tflite", None),
         write_metadata(dst, meta)
     print(f"bundled {dst} ({dst.stat().st_size / 1e6:.2f} MB)")
 PY
+.venv/bin/python tests/fixtures/make_bundled_golden.py
+if [ -x .venv-tflite/bin/python ]; then .venv-tflite/bin/python tests/fixtures/make_bundled_golden.py; fi

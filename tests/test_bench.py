@@ -32,8 +32,8 @@ def _tiny_keras():
 def _convert(model, mode: str) -> bytes:
     import tensorflow as tf
 
-    fn = tf.function(lambda img: model(img, training=False),
-                     input_signature=[tf.TensorSpec([1, 96, 96, 3], tf.float32)])
+    fn = tf.function(lambda image: {"probability": model(image, training=False)},  # edge-pcam's signature names
+                     input_signature=[tf.TensorSpec([1, 96, 96, 3], tf.float32, name="image")])
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
     if mode == "int8":
         rng = np.random.default_rng(0)
@@ -47,9 +47,14 @@ def _convert(model, mode: str) -> bytes:
 
 
 def _meta(fmt: str, source: str) -> dict:
+    counts = {"tp": 1, "fn": 1, "fp": 1, "tn": 1}
+    dtype = "uint8" if fmt in ("int8", "edgetpu") else "float32"
     return {"format": fmt, "source": source, "batch": 1, "labels": ["normal", "tumour"],
-            "input": {"shape": [1, 96, 96, 3], "dtype": "uint8" if fmt in ("int8", "edgetpu") else "float32"},
-            "thresholds": {"decision": 0.5, "triage": 0.3, "high_specificity": 0.9}}
+            "input": {"shape": [1, 96, 96, 3], "dtype": dtype},
+            "outputs": {"probability": {"shape": [1, 1], "dtype": dtype}},
+            "thresholds": {"decision": 0.5, "triage": 0.3, "high_specificity": 0.9},
+            "operating_characteristics": {"split": "valid", "description": "made up for the test", "n_positive": 2,
+                                          "n_negative": 2, "points": {"decision": {"threshold": 0.5, **counts}}}}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +82,8 @@ def report(models, tmp_path_factory) -> tuple[Path, dict, str]:
     out = tmp_path_factory.mktemp("report")
     result = CliRunner().invoke(app, [
         "bench", "--models", str(models), "--data", DATA, "--out", str(out), "--threads", "1,4",
-        "--runtimes", "ai-edge-litert,tflite-runtime,tf.lite", "--budget", "0.05", "--device", "raspberry-pi-4",
+        "--runtimes", "ai-edge-litert,ai-edge-litert-raw,tflite-runtime,tf.lite", "--budget", "0.05",
+        "--device", "raspberry-pi-4",
         "--no-peak"])
     assert result.exit_code == 0, result.output
     return out, json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
@@ -101,7 +107,8 @@ def test_formats_come_from_metadata_and_every_runtime_has_a_row(report, models):
     assert by_file["a.h5"] == "keras-float"
     assert by_file["b.tflite"] == "float32" and by_file["c.tflite"] == "int8" and by_file["d.tflite"] == "edgetpu"
     assert [Path(p).name for p in data["companions"]] == ["e.tflite"]
-    assert {r["runtime"] for r in _rows(data, format="int8")} == {"ai-edge-litert", "tflite-runtime", "tf.lite"}
+    assert {r["runtime"] for r in _rows(data, format="int8")} == {"ai-edge-litert", "ai-edge-litert-raw",
+                                                                  "tflite-runtime", "tf.lite"}
     assert len(_rows(data, format="keras-float")) == 1
 
 
@@ -182,6 +189,8 @@ def test_metrics_match_predictions_made_here(report, models):
 
 def test_accuracy_agrees_across_runtimes_and_macs_are_counted(report):
     _, data, _ = report
+    int8 = {r["runtime"]: r["metrics"] for r in _rows(data, format="int8", status="ok")}
+    assert int8["ai-edge-litert-raw"] == int8["ai-edge-litert"]  # the same file, the same numbers
     float_rows = _rows(data, format="float32", status="ok") + _rows(data, format="keras-float", status="ok")
     aucs = {round(r["metrics"]["auc"], 4) for r in float_rows}
     assert len(aucs) == 1, aucs  # the same float model gives the same ranking everywhere
@@ -194,7 +203,7 @@ def test_goals_and_device_reference(report):
     _, data, md = report
     goals = data["goals"]
     paired = data["paired"]
-    assert set(paired["p50_ms"]) == {"int8", "tf.lite", "keras"}
+    assert set(paired["p50_ms"]) == {"int8", "tf.lite", "keras", "ai-edge-litert-raw"}
     assert all(len(v) == paired["rounds"] * paired["calls"] for v in paired["samples_ms"].values())
     assert goals["vs_keras"]["value"] == pytest.approx(paired["p50_ms"]["keras"] / paired["p50_ms"]["int8"])
     # the documented goals: int8 at least 15x faster than Keras, and no slower than tf.lite
@@ -202,6 +211,10 @@ def test_goals_and_device_reference(report):
     assert goals["vs_keras"]["met"] is (goals["vs_keras"]["value"] >= 15.0)
     assert goals["vs_tf_lite"]["value"] == pytest.approx(paired["p50_ms"]["tf.lite"] / paired["p50_ms"]["int8"])
     assert goals["vs_tf_lite"]["met"] is (goals["vs_tf_lite"]["value"] >= 1.0)
+    raw = goals["vs_raw_litert"]  # the file opened raw in ai-edge-litert, next to edge-pcam's runtime
+    assert raw["value"] == pytest.approx(paired["p50_ms"]["int8"] / paired["p50_ms"]["ai-edge-litert-raw"])
+    assert raw["target"] == 0.95 and raw["met"] is (raw["value"] >= 0.95)
+    assert "raw ai-edge-litert vs edge-pcam" in md
     assert goals["fraction_of_int8_limit"]["value"] is None  # --no-peak
     assert goals["fraction_of_int8_limit"]["met"] is None and "not measured" in goals["fraction_of_int8_limit"]["detail"]
     assert goals["cold_start_and_memory"]["tensorflow"]["peak_rss_mb"] > 100  # importing TensorFlow alone takes more

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge_pcam.errors import DataError, EdgePcamError, ModelFileError
-from edge_pcam.runtime.metadata import REQUIRED_KEYS, read_metadata, sha256_file
+from edge_pcam.runtime.metadata import model_bytes, read_metadata, sha256_file
 
 pytestmark = pytest.mark.tf
 
@@ -30,8 +31,9 @@ def test_every_format_is_written_with_metadata(converted_dir, easy_data, tiny_mo
     for fmt in FORMATS:
         path = converted_dir / f"edge_pcam_{fmt}.tflite"
         meta = read_metadata(path)
-        assert set(REQUIRED_KEYS) <= set(meta)
-        assert meta["format"] == fmt
+        assert meta["schema_version"] == 2 and meta["format"] == fmt
+        assert meta["integrity"] == {"algorithm": "sha256",
+                                     "model_sha256": hashlib.sha256(model_bytes(path.read_bytes())).hexdigest()}
         assert meta["source"] == ("float" if fmt == "float32" else "ptq")
         assert meta["batch"] == 1 and meta["input"]["shape"] == [1, 96, 96, 3]
         assert meta["labels"] == ["normal", "tumour"]
@@ -246,3 +248,51 @@ def test_parity_compare_both_ways():
     failed = compare("int8", labels, keras_probs, flipped, max_drop=1.0)
     assert not failed.passed and failed.accuracy_drop_points == pytest.approx(2.0)
     assert failed.agreement == pytest.approx(0.98)
+
+
+def test_int8_is_settled_measured_as_written_and_described_for_tflite_tools(converted_dir, easy_data):
+    import io
+    import zipfile
+
+    from edge_pcam.export.tflite_metadata import read_tflite_metadata
+    from edge_pcam.runtime.flatbuffer import signatures
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "runtime"))
+    from test_upgrade import matmul_operand_zero_points
+
+    path = converted_dir / "edge_pcam_int8.tflite"
+    data = path.read_bytes()
+    flatbuffer = model_bytes(data)
+    assert matmul_operand_zero_points(flatbuffer) == [0, 0]  # K/V symmetric in the bytes written
+    meta = read_metadata(path)
+    assert meta["validation"]["runtime"].startswith("ai-edge-litert ")
+    oc = meta["operating_characteristics"]
+    valid = easy_data.split("valid")
+    assert oc["split"] == "valid" and oc["n_positive"] == int(valid.labels.sum())
+    assert oc["n_positive"] + oc["n_negative"] == meta["validation"]["n"]
+    for name, point in oc["points"].items():
+        m = meta["metrics"][name]
+        assert point == {"threshold": m["threshold"], "tp": m["tp"], "fn": m["fn"], "fp": m["fp"], "tn": m["tn"]}
+
+    tflite = read_tflite_metadata(flatbuffer)
+    assert tflite["name"] == "edge-pcam int8 patch classifier" and tflite["license"] == "Apache-2.0"
+    assert tflite["author"] == "edge-pcam contributors" and tiny_model_version_ok(tflite["version"])
+    assert tflite["min_parser_version"] == "1.0.0"
+    (image,) = tflite["inputs"]
+    assert image["name"] == "image" and image["content"] == "image" and image["normalization"] == (0.0, 255.0)
+    names = signatures(flatbuffer)["serving_default"]["outputs"]
+    from edge_pcam.runtime.flatbuffer import Table
+    order = Table.root(flatbuffer).tables(2)[0].ints(2)
+    assert [t["name"] for t in tflite["outputs"]] == [next(k for k, v in names.items() if v == i) for i in order]
+    probability = next(t for t in tflite["outputs"] if t["name"] == "probability")
+    assert probability["associated_files"] == [{"name": "labels.txt", "type": 2}]  # TENSOR_AXIS_LABELS
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.read("labels.txt") == b"tumour\n"
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())  # TFLite's extractor needs it
+    companion = read_tflite_metadata(model_bytes((converted_dir / "edge_pcam_gradcam.tflite").read_bytes()))
+    assert companion["name"] == "edge-pcam Grad-CAM companion"
+    assert [t["name"] for t in companion["inputs"]] == ["features"]
+
+
+def tiny_model_version_ok(version: str) -> bool:
+    return version.startswith("edge-pcam ") and "from tiny.h5 (sha256 " in version

@@ -55,6 +55,14 @@ def test_every_shipped_recipe_sets_every_key():
     ({"augment": {"contrast": [1.2, 0.8]}}, ["low <= high"]),
     ({"model": {"dropout": 1.5}}, ["[0, 1)"]),
     ({"training": 5}, ["[section] table"]),
+    ({"augment": {"jpeg": [50, 101]}}, ["1 <= low <= high <= 100"]),
+    ({"augment": {"jpeg": [90, 50]}}, ["1 <= low <= high <= 100"]),
+    ({"augment": {"jpeg": [50.5, 90]}}, ["integer JPEG qualities"]),
+    ({"augment": {"hed": -0.1}}, ["[augment] hed", "zero or more"]),
+    ({"data": {"sources": "../pcam"}}, ["[data] sources", "list of non-empty strings"]),
+    ({"data": {"sources": [""]}}, ["list of non-empty strings"]),
+    ({"data": {"balance": "oversample"}}, ["'none'", "'weights'"]),
+    ({"training": {"label_smoothing": 1.0}}, ["[training] label_smoothing", "[0, 1)"]),
 ])
 def test_bad_values_are_one_line_recipe_errors(doc, words):
     with pytest.raises(RecipeError) as info:

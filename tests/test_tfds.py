@@ -24,7 +24,7 @@ def test_missing_package_is_a_clear_error():
 
 
 def _fake_tfds(splits: dict[str, tuple[np.ndarray, np.ndarray]]):
-    """The slice of the tensorflow_datasets API that edge_pcam.runtime.datasets.tfds calls."""
+    """The slice of the tensorflow_datasets API that edge_pcam.data.tfds calls."""
     module = types.ModuleType("tensorflow_datasets")
     module.decode = types.SimpleNamespace(SkipDecoding=lambda: "skip")
     module.ReadConfig = lambda shuffle_seed=None: {"shuffle_seed": shuffle_seed}

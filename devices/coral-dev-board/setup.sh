@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Coral Dev Board (Mendel Linux): the edge-pcam runtime with the Edge TPU delegate, no TensorFlow.
 #   devices/coral-dev-board/setup.sh [--with-miniforge] [--runtime litert|tflite-runtime]
+#        [--watch-service INBOX OUT | --no-watch-service]
 #
 # Mendel 5.3 ships Python 3.7; edge-pcam needs 3.10+ and ai-edge-litert / tflite-runtime 2.14 have no
 # 3.7 wheels. With --with-miniforge this script installs Miniforge's Python 3.11 for aarch64 in

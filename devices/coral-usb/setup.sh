@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coral USB Accelerator on a Raspberry Pi (64-bit OS): libedgetpu from Coral's apt repository + the
 # edge-pcam runtime, no TensorFlow.
-#   devices/coral-usb/setup.sh [--max] [--runtime litert|tflite-runtime] [--venv DIR]
+#   devices/coral-usb/setup.sh [--max] [--runtime litert|tflite-runtime] [--venv DIR] [--watch-service INBOX OUT | --no-watch-service]
 # --max installs libedgetpu1-max (full clock: faster, and the accelerator gets hot) instead of -std.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Raspberry Pi 4 (64-bit Raspberry Pi OS bookworm): install the edge-pcam runtime, no TensorFlow.
-#   devices/raspberry-pi-4/setup.sh [--runtime litert|tflite-runtime] [--venv DIR]
+#   devices/raspberry-pi-4/setup.sh [--runtime litert|tflite-runtime] [--venv DIR] [--watch-service INBOX OUT | --no-watch-service]
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 if [ "$(uname -m)" != aarch64 ]; then

@@ -54,6 +54,12 @@ def _first_result(path: str, runtime: str, threads: int) -> dict[str, Any]:
         model = load_keras(Path(path))
         t2 = time.perf_counter()
         prob = float(np.asarray(model(patch.astype(np.float32) / 255.0, training=False)).reshape(-1)[0])
+    elif runtime == "ai-edge-litert-raw":
+        from edge_pcam.bench.engines import RawLiteRTEngine
+        t1 = time.perf_counter()
+        model = RawLiteRTEngine(Path(path), threads)
+        t2 = time.perf_counter()
+        prob = float(model.predict(patch)[0])
     else:
         from edge_pcam.runtime.interpreter import load_model
         t1 = time.perf_counter()

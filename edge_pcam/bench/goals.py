@@ -3,6 +3,9 @@
 - int8 through the default runtime vs the Keras float model called as
   `model(x, training=False)`, per patch at batch 1: at least 15x faster;
 - the same int8 file in tf.lite's interpreter: the default runtime no slower;
+- the same file opened raw in ai-edge-litert (a user's own code, no edge-pcam):
+  as fast as edge-pcam's runtime, since the file runs as written (measured when
+  `--runtimes` includes ai-edge-litert-raw);
 - the int8 throughput as a fraction of the machine's int8 arithmetic limit
   (edge_pcam.bench.peak) at the same thread count;
 - cold start and peak memory of the default runtime next to TensorFlow's.
@@ -22,11 +25,13 @@ SETTLE_S = 0.05
 SETTLE_CALLS = 3
 KERAS_SPEEDUP_TARGET = 15.0
 TF_LITE_RATIO_TARGET = 1.0
+RAW_LITERT_RATIO_TARGET = 0.95  # raw ai-edge-litert within noise of edge-pcam's runtime (5%)
 
 
 def performance_goals(result: dict[str, Any]) -> dict[str, Any]:
     """Goal name -> {value, target, met, detail}; `met` None when not measured."""
     default_runtime, threads, int8, keras, tflite = goal_rows(result)
+    raw = _raw_row(result, int8)
     threads = str(threads)
     paired = result.get("paired") or {}
 
@@ -53,6 +58,11 @@ def performance_goals(result: dict[str, Any]) -> dict[str, Any]:
                                 f"tf.lite {_ms(c)} vs {default_runtime} {_ms(a)} per patch on the same int8 file "
                                 f"({threads} threads); above 1 means {default_runtime} is faster",
                                 "the int8 file was not measured in tf.lite (TensorFlow not installed?)")
+    r = p50(raw, "ai-edge-litert-raw")
+    goals["vs_raw_litert"] = _goal(a / r if a and r else None, RAW_LITERT_RATIO_TARGET,
+                                   f"the same int8 file opened raw in ai-edge-litert {_ms(r)} vs edge-pcam on "
+                                   f"{default_runtime} {_ms(a)} per patch ({threads} threads); 1 means as fast",
+                                   "no ai-edge-litert-raw row (add it to --runtimes)")
     peak = (result.get("peak") or {}).get("gmac_per_s")
     rate = int8["macs"] / (a * 1e-3) / 1e9 if int8 and a and int8.get("macs") else None
     goals["fraction_of_int8_limit"] = {
@@ -100,6 +110,8 @@ def measure_paired(result: dict[str, Any], patch: np.ndarray, rounds: int = 15, 
     engines = {"int8": open_engine(cand, default_runtime, threads)}
     if tflite is not None:
         engines["tf.lite"] = open_engine(cand, TF_LITE, threads)
+    if _raw_row(result, int8) is not None:
+        engines["ai-edge-litert-raw"] = open_engine(cand, "ai-edge-litert-raw", threads)
     if keras is not None:
         engines["keras"] = open_engine(describe_file(Path(keras["file"])), "keras", threads)
     if len(engines) < 2:
@@ -125,6 +137,12 @@ def measure_paired(result: dict[str, Any], patch: np.ndarray, rounds: int = 15, 
             "p50_ms": {n: float(np.median(v)) for n, v in samples.items()},
             "p95_ms": {n: float(np.percentile(v, 95)) for n, v in samples.items()},
             "samples_ms": {n: np.round(v, 4).tolist() for n, v in samples.items()}}
+
+
+def _raw_row(result: dict[str, Any], int8: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The int8 file's row opened raw in ai-edge-litert, if measured."""
+    return next((r for r in result["rows"] if int8 and r["status"] == "ok" and r["file"] == int8["file"]
+                 and r["runtime"] == "ai-edge-litert-raw"), None)
 
 
 def _goal_threads(measured: list[int], default: int) -> int:

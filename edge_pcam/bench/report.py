@@ -13,7 +13,7 @@ from typing import Any
 
 from edge_pcam.bench.machine import summary_line
 from edge_pcam.bench.plots import write_plots
-from edge_pcam.runtime.metadata import atomic_write_bytes
+from edge_pcam.runtime.fileio import atomic_write_text, to_json
 
 STATUS_MARK = {"ok": "✅ ok", "failed": "❌ failed", "skipped": "➖ skipped"}
 
@@ -25,10 +25,10 @@ def write_report(result: dict[str, Any], out: str | Path) -> list[Path]:
     plots, plot_problem = write_plots(result, out)
     result["plots"] = {"files": [p.name for p in plots], "reason": plot_problem}
     files = []
-    for name, text in (("report.json", json.dumps(_finite(result), indent=1, default=_json_default, allow_nan=False)),
+    for name, text in (("report.json", to_json(_finite(result), allow_nan=False)),
                        ("machine.json", json.dumps(result["machine"], indent=1)),
                        ("report.md", render_markdown(result))):
-        atomic_write_bytes(out / name, (text + "\n").encode())
+        atomic_write_text(out / name, text + "\n")
         files.append(out / name)
     return files + plots
 
@@ -117,8 +117,11 @@ def _goals(result: dict[str, Any]) -> list[str]:
              f"latencies {g.get('method')}.", "",
              "| Goal | Measured | Target | Met | How |", "|---|--:|--:|---|---|"]
     for key, name, unit in (("vs_keras", "faster than Keras float `model(x, training=False)`", "×"),
-                            ("vs_tf_lite", "speed vs tf.lite on the same file", "×")):
-        goal = g.get(key) or {}
+                            ("vs_tf_lite", "speed vs tf.lite on the same file", "×"),
+                            ("vs_raw_litert", "raw ai-edge-litert vs edge-pcam's runtime, same file", "×")):
+        goal = g.get(key)
+        if goal is None:  # a report from before that goal existed
+            continue
         lines.append(f"| {name} | {_num(goal.get('value'), 2)}{unit if goal.get('value') else ''} | "
                      f"≥ {goal.get('target'):g}{unit} | {_met(goal.get('met'))} | {goal.get('detail', '')} |")
     frac = g.get("fraction_of_int8_limit") or {}
@@ -214,11 +217,3 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

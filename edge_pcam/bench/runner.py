@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge_pcam.bench.discover import KERAS, Candidate, find_models
-from edge_pcam.bench.engines import KERAS_RUNTIME, keras_available, open_engine
+from edge_pcam.bench.engines import KERAS_RUNTIME, RAW_ALIASES, RAW_LITERT, keras_available, open_engine
 from edge_pcam.bench.machine import describe_machine
 from edge_pcam.errors import DataError, EdgePcamError, RuntimeUnavailableError
 from edge_pcam.runtime import metrics as M
@@ -141,17 +141,18 @@ def _row_runtimes(cand: Candidate, runtimes: list[str]) -> list[str]:
 
 def resolve_runtimes(requested: list[str] | None) -> tuple[list[str], list[str]]:
     """(installed runtimes to run, requested runtimes that are not installed), by canonical name."""
-    from edge_pcam.runtime.interpreter import RUNTIME_ALIASES, installed_runtimes
+    from edge_pcam.runtime.interpreter import LITERT, RUNTIME_ALIASES, installed_runtimes
 
     installed = installed_runtimes()
     if not requested:
         return installed, []
+    installed += [RAW_LITERT] if LITERT in installed else []
     names = []
     for name in requested:
-        key = RUNTIME_ALIASES.get(name.strip().lower())
+        key = RAW_LITERT if name.strip().lower() in RAW_ALIASES else RUNTIME_ALIASES.get(name.strip().lower())
         if key is None or key == "auto":
-            raise RuntimeUnavailableError(f"--runtimes: unknown runtime '{name}' "
-                                          "(use ai-edge-litert, tflite-runtime or tf.lite)")
+            raise RuntimeUnavailableError(f"--runtimes: unknown runtime '{name}' (use ai-edge-litert, "
+                                          f"{RAW_LITERT}, tflite-runtime or tf.lite)")
         if key not in names:
             names.append(key)
     return [n for n in names if n in installed], [n for n in names if n not in installed]
@@ -270,7 +271,8 @@ def _count_file_macs(cand: Candidate, runtime: str) -> int | None:
 
     try:
         _, content, _ = read_model_file(cand.path)
-        return count_macs(open_interpreter(content, resolve_runtime(runtime), 1, name=str(cand.path)))
+        backend = resolve_runtime("litert" if runtime == RAW_LITERT else runtime)
+        return count_macs(open_interpreter(content, backend, 1, name=str(cand.path)))
     except EdgePcamError:
         return None
 

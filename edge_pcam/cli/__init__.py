@@ -7,17 +7,20 @@ device-side commands start fast.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
 from edge_pcam.cli import bench as bench_cmd
 from edge_pcam.cli import calibrate, data, demo, gradcam, info, predict
 from edge_pcam.cli import scan as scan_cmd
+from edge_pcam.cli import watch as watch_cmd
 from edge_pcam.cli import evaluate as evaluate_cmd
 from edge_pcam.cli import train as train_cmd
 from edge_pcam.cli import convert as convert_cmd
 from edge_pcam.cli import qat as qat_cmd
-from edge_pcam.errors import EdgePcamError
+from edge_pcam.cli import upgrade as upgrade_cmd
+from edge_pcam.errors import EdgePcamError, EdgePcamWarning
 
 app = typer.Typer(
     name="edge-pcam",
@@ -31,8 +34,10 @@ app.add_typer(data.app, name="data")
 app.command("predict")(predict.predict)
 app.command("gradcam")(gradcam.gradcam)
 app.command("calibrate")(calibrate.calibrate)
+app.command("upgrade")(upgrade_cmd.upgrade)
 app.command("bench")(bench_cmd.bench)
 app.command("scan")(scan_cmd.scan)
+app.command("watch")(watch_cmd.watch)
 app.command("train")(train_cmd.train)
 app.command("qat")(qat_cmd.qat)
 app.command("convert")(convert_cmd.convert)
@@ -41,9 +46,18 @@ app.command("demo")(demo.demo)
 
 
 def main() -> None:
-    """Console entry point: user errors print one line and exit non-zero, never a traceback."""
+    """Console entry point: user errors print one line and exit non-zero, never a traceback;
+    edge-pcam's warnings print one line each."""
+    warnings.showwarning = _show_warning
     try:
         app()
     except EdgePcamError as exc:
         print(f"edge-pcam: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, EdgePcamWarning):
+        print(f"edge-pcam: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))

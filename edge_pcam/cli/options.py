@@ -15,4 +15,3 @@ Out = Annotated[Path, typer.Option("--out", help="Output folder.")]
 ModelFile = Annotated[Optional[Path], typer.Option("--model", help="A .tflite file made by edge-pcam convert "
                                                    "(default: the bundled model).")]
 Runtime = Annotated[str, typer.Option("--runtime", help="auto (ai-edge-litert, else tflite-runtime), litert, tflite-runtime or tf.")]
-Threads = Annotated[int, typer.Option("--threads", help="Interpreter threads.", min=1)]

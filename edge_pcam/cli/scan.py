@@ -47,25 +47,26 @@ def scan(
         bar.update(task, completed=done, total=total)
 
     try:
-        report = scan_slide(image, out_dir, model, stride=stride, mpp=mpp, batch=batch, top_k=top_k,
+        result = scan_slide(image, out_dir, model, stride=stride, mpp=mpp, batch=batch, top_k=top_k,
                             explain=explain, runtime=runtime, threads=threads, device=device, reader=reader,
                             progress=update if err.is_terminal else None)  # no bar in logs
     finally:
         if task is not None:
             bar.stop()
-    for warning in report["warnings"]:
+    report = result.report
+    for warning in report.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
-    tiles, model_info = report["tiles"], report["model"]
-    out.print(f"{image}: {tiles['tissue']:,} tissue tiles of {tiles['grid'][0] * tiles['grid'][1]:,} "
-              f"at {report['settings']['mpp']:.3f} µm/px ({tiles['computed']:,} classified now, "
-              f"{tiles['resumed']:,} from an earlier run), model {Path(model_info['path']).name} "
-              f"run as {Path(model_info['inference_file']).name} (batch {model_info['inference_batch']}) "
-              f"on {model_info['runtime']}")
-    for name, burden in report["tumour_burden"].items():
-        if isinstance(burden, dict) and burden["fraction"] is not None:
-            out.print(f"tumour burden at {name} threshold {burden['threshold']:.3f}: "
-                      f"{burden['fraction']:.1%} ({burden['positive_tiles']:,} tiles)")
-    for entry in report["top_tiles"]:
-        out.print(f"  #{entry['rank']}: P={entry['probability']:.3f} at x={entry['x']}, y={entry['y']} "
-                  f"(level 0, {entry['size']:.0f} px)")
+    tiles, model_info, geometry = report.tiles, report.model, report.geometry
+    out.print(f"{image}: {tiles.tissue:,} tissue tiles of {geometry.rows * geometry.cols:,} "
+              f"at {geometry.mpp:.3f} µm/px ({tiles.computed:,} classified now, "
+              f"{tiles.resumed:,} from an earlier run), model {Path(model_info.path).name} "
+              f"run as {Path(model_info.inference_file).name} (batch {model_info.inference_batch}) "
+              f"on {model_info.runtime}")
+    for name, burden in report.tumour_burden.items():
+        if burden is not None and burden.fraction is not None:
+            out.print(f"tumour burden at {name} threshold {burden.threshold:.3f}: "
+                      f"{burden.fraction:.1%} ({burden.positive_tiles:,} tiles)")
+    for entry in report.top_tiles:
+        out.print(f"  #{entry.rank}: P={entry.probability:.3f} at x={entry.x}, y={entry.y} "
+                  f"(level 0, {entry.size:.0f} px)")
     out.print(f"report: {out_dir / 'scan.json'}; heatmap: {out_dir / 'heatmap.png'}")

@@ -8,13 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from edge_pcam.cli.console import err, out
-from edge_pcam.cli.options import OptionalData
 
 
 def train(
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder (created; holds best.h5, final.h5, "
                                           "history.csv, metrics.json, logs/ ...).")],
-    data: OptionalData = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", help="As for --data elsewhere; repeat it (or join "
+                                                      "specs with +) to train on several sources at once. "
+                                                      "Default: the recipe's [data] sources.")] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", help="A recipe name from train/ (pcam, subset-cpu) "
                                                   "or a .toml file. Default: pcam (or the run's own on --resume).")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Override training.epochs.")] = None,
@@ -50,9 +51,10 @@ def train(
     if chosen is not None:
         chosen = chosen.with_overrides(overrides)
 
+    from edge_pcam.runtime.datasets.combined import join_sources
     from edge_pcam.training.fit import train as run_training
     try:
-        result = run_training(data, out_dir, chosen, strategy=strategy, tpu=tpu, resume=resume, overwrite=overwrite)
+        result = run_training(join_sources(data) if data else None, out_dir, chosen, strategy=strategy, tpu=tpu, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
         err.print(f"interrupted: run the same command again to continue {out_dir} from its last finished epoch")
         raise typer.Exit(130) from None

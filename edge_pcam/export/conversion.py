@@ -13,16 +13,18 @@ exactly as training carves it (same N and seed give the same patches), so the
 valid split that the metrics are reported on is never tuned on.
 
 Order: check everything cheap first (formats, compiler, model, data, output
-folder), convert every format into hidden temporary files, run all of them and
-the Keras model side by side in one pass over the validation patches, then
-gate each file, write its final metadata (thresholds and metrics measured on
-this very file) and rename it into place. A failure never leaves a partial
-file under a final name.
+folder), convert every format (int8 with its quantization settled, and the
+standard TFLite metadata added: export/tflite_metadata.py) into hidden
+temporary files, run all of them and the Keras model side by side in one pass
+over the validation patches with the interpreter edge-pcam runs them with,
+then gate each file, write its final card (thresholds, metrics and operating
+characteristics measured on this very flatbuffer, which is checked to be the
+one written) and rename it into place. A failure never leaves a partial file
+under a final name.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -36,8 +38,10 @@ from edge_pcam.errors import DataError, EdgePcamError, ModelFileError
 from edge_pcam.export import metadata_writer as mw
 from edge_pcam.export.parity import Parity, compare
 from edge_pcam.export.recipe import DEFAULTS, check_formats, ordered_formats
-from edge_pcam.runtime.datasets.base import PatchDataset
-from edge_pcam.runtime.metadata import atomic_write_bytes, sha256_file, with_metadata
+from edge_pcam.runtime.datasets.base import LABEL_NAMES, PatchDataset
+from edge_pcam.runtime.metadata import (atomic_write_bytes, model_bytes, operating_characteristics, sha256_file,
+                                        with_metadata)
+from edge_pcam.runtime.fileio import prepare_output_folder, to_json
 from edge_pcam.runtime.metrics import choose_thresholds, operating_points
 
 Log = Callable[[str], None]
@@ -128,7 +132,7 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
         calibration = representative_images(dataset.split("train"), representative, seed)
         say(f"int8 calibration: {len(calibration)} train patches, balanced across labels")
     out_dir = Path(out_dir)
-    _check_writable(out_dir)
+    prepare_output_folder(out_dir)
 
     recipe_used = {"formats": formats, "companion": companion, "representative": representative,
                    "max_drop": max_drop, "batch": batch, "limit": limit, "tune_from_train": tune_from_train,
@@ -151,31 +155,40 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
                 result.failures.append(result.companion.note)
 
         from edge_pcam.export.tflite import convert_model, input_spec, output_details
+        from edge_pcam.export.tflite_metadata import classifier_info, with_tflite_metadata
         converted: dict[str, bytes] = {}
+        files: dict[str, dict[str, bytes]] = {}
         for fmt in [f for f in formats if f != "edgetpu"]:
             say(f"converting to {fmt}{f' (batch {batch})' if batch != 1 else ''}")
             rep = None
             if fmt == "int8":
                 from edge_pcam.export.representative import calibration_batches
                 rep = calibration_batches(calibration, batch)
-            converted[fmt] = convert_model(model, fmt, batch=batch, representative=rep)
+            flatbuffer = convert_model(model, fmt, batch=batch, representative=rep)
+            spec = input_spec(flatbuffer).as_metadata()
+            info = classifier_info(fmt, mw.source_kind(fmt, qat), spec, list(LABEL_NAMES), mw.model_version(source_model))
+            converted[fmt], files[fmt] = with_tflite_metadata(flatbuffer, info)
             provisional = mw.build_metadata(
-                fmt=fmt, source=mw.source_kind(fmt, qat), batch=batch,
-                input_spec=input_spec(converted[fmt]).as_metadata(), outputs={}, thresholds={},
-                metrics=None, validation=None, source_model=source_model, recipe=recipe_used)
+                fmt=fmt, source=mw.source_kind(fmt, qat), batch=batch, input_spec=spec,
+                outputs={k: mw.output_spec(v) for k, v in output_details(converted[fmt]).items()}, thresholds={},
+                metrics=None, validation=None, source_model=source_model, recipe=recipe_used,
+                operating=mw.unmeasured())
             temps[fmt] = _temp_file(out_dir, f"{name}_{fmt}{suffix}")
-            temps[fmt].write_bytes(with_metadata(converted[fmt], provisional))
+            temps[fmt].write_bytes(with_metadata(converted[fmt], provisional, files[fmt]))
 
         say(f"running Keras and {', '.join(converted)} on {len(rows):,} validation patches")
-        labels, keras_probs, file_probs = _predict_all(model, valid, rows, temps, progress)
+        labels, keras_probs, file_probs, runtime = _predict_all(model, valid, rows, temps, progress)
+        validation["runtime"] = runtime
         tuned = None
         if tuning is not None:
             say(f"choosing thresholds on {len(tuning):,} tuning patches carved from the train split")
-            tune_labels, _, tune_probs = _predict_all(None, tuning, np.arange(len(tuning)), temps, progress)
+            tune_labels, _, tune_probs, _ = _predict_all(None, tuning, np.arange(len(tuning)), temps, progress)
             tuned = {fmt: choose_thresholds(tune_labels, p) for fmt, p in tune_probs.items()}
 
         partition = None
         for fmt, data_ in converted.items():
+            if model_bytes(temps[fmt].read_bytes()) != data_:
+                raise EdgePcamError(f"{temps[fmt]}: changed while it was being measured")
             parity = compare(fmt, labels, keras_probs, file_probs[fmt], max_drop=max_drop)
             points = operating_points(labels, file_probs[fmt], None if tuned is None else tuned[fmt])
             edgetpu_meta = None
@@ -189,9 +202,10 @@ def convert(model_path: str | Path, out_dir: str | Path, data: str | PatchDatase
                 outputs={k: mw.output_spec(v) for k, v in output_details(data_).items()},
                 thresholds={k: v["threshold"] for k, v in points.items()}, metrics=points,
                 validation=validation, parity=_parity_meta(parity), companion=companion_meta,
-                source_model=source_model, recipe=recipe_used, edgetpu=edgetpu_meta)
+                source_model=source_model, recipe=recipe_used, edgetpu=edgetpu_meta,
+                operating=operating_characteristics(points, "valid", mw.evaluation_text(validation)))
             target = out_dir / f"{name}_{fmt}{suffix}.tflite"
-            result.files.append(_place(target, with_metadata(data_, meta), parity, points))
+            result.files.append(_place(target, with_metadata(data_, meta, files[fmt]), parity, points))
             if not parity.passed:
                 stale = (f"; the {target.name} already there is from an earlier conversion"
                          if target.exists() else "")
@@ -239,16 +253,6 @@ def _validation_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
-def _check_writable(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".edge-pcam-write-test-", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise EdgePcamError(f"{out_dir}: cannot write the output folder ({exc.strerror or exc})") from None
-
-
 def _temp_file(out_dir: Path, stem: str) -> Path:
     fd, path = tempfile.mkstemp(prefix=f".{stem}.", suffix=".partial.tflite", dir=out_dir)
     os.close(fd)
@@ -256,10 +260,11 @@ def _temp_file(out_dir: Path, stem: str) -> Path:
 
 
 def _predict_all(model, split, rows: np.ndarray, temps: dict[str, Path], progress: Progress | None
-                 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
-    """One pass over `rows` of `split`: labels, Keras probabilities (None without a `model`), each file's."""
-    from edge_pcam.export.parity import keras_probabilities
+                 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray], str]:
+    """One pass over `rows` of `split`: labels, Keras probabilities (None without a `model`), each file's
+    (in the interpreter `edge-pcam predict` uses), and that interpreter's name and version."""
     from edge_pcam.runtime.interpreter import load_model
+    from edge_pcam.training.evaluate import keras_probabilities
 
     runners = {fmt: load_model(path, runtime="auto") for fmt, path in temps.items()}
     keras_probs = None if model is None else np.empty(len(rows), np.float64)
@@ -274,7 +279,8 @@ def _predict_all(model, split, rows: np.ndarray, temps: dict[str, Path], progres
         done += len(images)
         if progress is not None:
             progress(done, len(rows))
-    return split.labels[rows], keras_probs, file_probs
+    runtime = next((f"{r.runtime} {r.runtime_version}" for r in runners.values()), "none")
+    return split.labels[rows], keras_probs, file_probs, runtime
 
 
 def _parity_meta(p: Parity) -> dict[str, Any]:
@@ -298,9 +304,11 @@ def _place(target: Path, content: bytes, parity: Parity, points: dict[str, Any])
 def _write_companion(model, qat: bool, target: Path, valid, rows: np.ndarray, source_model: dict[str, str],
                      recipe: dict[str, Any], say: Log) -> ConvertedFile:
     from edge_pcam.export.gradcam_companion import companion_correlation, companion_gate, convert_companion
+    from edge_pcam.export.tflite_metadata import companion_info, with_tflite_metadata
 
     say("converting the Grad-CAM companion")
-    data = convert_companion(model)
+    data, files = with_tflite_metadata(convert_companion(model), companion_info("qat" if qat else "float",
+                                                                                 mw.model_version(source_model)))
     check_rows = rows[:COMPANION_CHECK_PATCHES]
     images = valid.read(check_rows).astype(np.float32) / np.float32(255.0)
     check = companion_correlation(model, data, images)
@@ -315,7 +323,7 @@ def _write_companion(model, qat: bool, target: Path, valid, rows: np.ndarray, so
         thresholds={}, metrics=None, validation=None, source_model=source_model, recipe=recipe,
         parity={"reference": "keras_gradcam", **check})
     path = target if passed else target.with_name(target.stem + ".rejected.tflite")
-    content = with_metadata(data, meta)
+    content = with_metadata(data, meta, files)
     atomic_write_bytes(path, content)
     note = "" if passed else (f"gradcam: the companion's Grad-CAM correlates {check['correlation']:.4f} with "
                               f"TensorFlow's Grad-CAM of the model and {check['head_correlation']:.4f} with its "
@@ -326,7 +334,7 @@ def _write_companion(model, qat: bool, target: Path, valid, rows: np.ndarray, so
 def _compile_edgetpu(int8_flatbuffer: bytes, int8: ConvertedFile, target: Path, result: ConversionResult,
                      say: Log) -> ConvertedFile:
     from edge_pcam.export.edgetpu import compile_edgetpu, merge_compiler_log
-    from edge_pcam.runtime.metadata import read_metadata
+    from edge_pcam.runtime.metadata import associated_files, read_metadata
 
     say("compiling for the Edge TPU")
     compiled, log = compile_edgetpu(int8_flatbuffer)
@@ -335,7 +343,7 @@ def _compile_edgetpu(int8_flatbuffer: bytes, int8: ConvertedFile, target: Path, 
     meta.update(format="edgetpu", edgetpu=mw.edgetpu_summary(result.partition),
                 parity={"reference": int8.path.name, "passed": None,
                         "note": "not run: needs an Edge TPU; thresholds and metrics are the int8 file's"})
-    content = with_metadata(compiled, meta)
+    content = with_metadata(compiled, meta, associated_files(int8.path.read_bytes()))
     atomic_write_bytes(target, content)
     return ConvertedFile("edgetpu", target, True, len(content), sha256_file(target), None, int8.thresholds,
                          int8.metrics, "thresholds and metrics of the int8 file (no Edge TPU to run it here)")
@@ -349,13 +357,5 @@ def _write_report(result: ConversionResult, model_path: Path, source_model: dict
                              None if calibration is None else len(calibration))
     result.report_json = result.out_dir / "conversion.json"
     result.summary_md = result.out_dir / "summary.md"
-    atomic_write_bytes(result.report_json, (json.dumps(report, indent=1, default=_json_default) + "\n").encode())
+    atomic_write_bytes(result.report_json, (to_json(report) + "\n").encode())
     atomic_write_bytes(result.summary_md, summary_markdown(report).encode())
-
-
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)

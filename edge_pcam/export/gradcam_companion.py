@@ -27,9 +27,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from edge_pcam.export.tflite import FEATURE_SHAPE, _quiet, find_layer
+from edge_pcam.export.tflite import _quiet, find_layer
 from edge_pcam.model import FEATURE_LAYER, LOGIT_LAYER
 from edge_pcam.runtime.cam import cam_from_gradients
+from edge_pcam.runtime.signature import COMPANION_INPUTS, COMPANION_OUTPUTS, FEATURE_SHAPE, signature_tensors
 
 HEAD_DENSE = ("q", "k", "v", "o", "fc", LOGIT_LAYER)
 MIN_CORRELATION = 0.99      # against keras_gradcam of a float model
@@ -114,9 +115,9 @@ def companion_outputs(data: bytes, features: np.ndarray) -> tuple[np.ndarray, np
     from ai_edge_litert.interpreter import Interpreter
     it = Interpreter(model_content=data)
     it.allocate_tensors()
-    (inp,) = it.get_input_details()
-    outs = {tuple(int(s) for s in d["shape"]): d for d in it.get_output_details()}
-    logit_out, grad_out = outs[(1, 1)], outs[(1, *FEATURE_SHAPE)]
+    inputs, outputs = signature_tensors(it, data, COMPANION_INPUTS, COMPANION_OUTPUTS, "companion",
+                                        "Grad-CAM companion")
+    inp, logit_out, grad_out = inputs["features"], outputs["logit"], outputs["gradient"]
     logits = np.empty(len(features), np.float32)
     grads = np.empty((len(features), *FEATURE_SHAPE), np.float32)
     for i, f in enumerate(np.asarray(features, dtype=np.float32)):

@@ -1,12 +1,8 @@
 """The model card written into every converted file (read back by edge_pcam.runtime.metadata).
 
-Keys (schema version 1):
-  schema_version, format (float32|float16|dynamic|int8|edgetpu|gradcam), source (float|ptq|qat),
-  batch, input {shape, dtype, scale, zero_point, range}, outputs {probability|features|logit|gradient:
-  {shape, dtype, scale, zero_point}}, labels, thresholds {decision, triage, high_specificity},
-  metrics {decision|triage|high_specificity: binary_metrics}, validation {data, split, n},
-  parity {...}, edgetpu (int8 and edgetpu files: partition summary), companion {file, sha256} | null,
-  source_model {file, sha256}, recipe, versions, created, command.
+Every key is documented in edge_pcam/runtime/model_card.schema.json, which the
+card is validated against when it is written and whenever it is read;
+`schema_version` and `integrity` are added by `with_metadata` itself.
 """
 
 from __future__ import annotations
@@ -18,9 +14,9 @@ import sys
 from importlib import metadata as _importlib_metadata
 from typing import Any
 
-import numpy as np
 
 from edge_pcam.runtime.datasets.base import LABEL_NAMES
+from edge_pcam.runtime.signature import tensor_spec as output_spec  # noqa: F401  (the card's tensor entries)
 
 VERSIONED_PACKAGES = ("edge-pcam", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
                       "numpy")
@@ -56,8 +52,9 @@ def build_metadata(*, fmt: str, source: str, batch: int, input_spec: dict[str, A
                    metrics: dict[str, Any] | None, validation: dict[str, Any] | None,
                    source_model: dict[str, str], recipe: dict[str, Any],
                    companion: dict[str, str] | None = None, parity: dict[str, Any] | None = None,
-                   edgetpu: dict[str, Any] | None = None, command: str | None = None) -> dict[str, Any]:
-    """The metadata dict for one file (the runtime's `REQUIRED_KEYS` always present)."""
+                   edgetpu: dict[str, Any] | None = None, command: str | None = None,
+                   operating: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The card for one file (see the schema); `operating` is its operating_characteristics block."""
     meta: dict[str, Any] = {
         "format": fmt,
         "source": source,
@@ -78,16 +75,32 @@ def build_metadata(*, fmt: str, source: str, batch: int, input_spec: dict[str, A
     }
     if edgetpu is not None:
         meta["edgetpu"] = edgetpu
+    if operating is not None:
+        meta["operating_characteristics"] = operating
     return meta
 
 
-def output_spec(detail: dict[str, Any]) -> dict[str, Any]:
-    """One output (or input) tensor as metadata: shape, dtype and, when quantized, scale and zero point."""
-    dtype = np.dtype(detail["dtype"]).name
-    scale, zero = detail["quantization"]
-    quantized = dtype in ("int8", "uint8")
-    return {"shape": [int(s) for s in detail["shape"]], "dtype": dtype,
-            "scale": float(scale) if quantized else None, "zero_point": int(zero) if quantized else None}
+
+def model_version(source_model: dict[str, Any]) -> str:
+    """The version string of the TFLite metadata: the tool and the source model it was converted from."""
+    digest = (source_model.get("sha256") or "unknown")[:12]
+    return f"edge-pcam {tool_versions().get('edge-pcam', 'unknown')}; from {source_model['file']} (sha256 {digest})"
+
+
+def unmeasured() -> dict[str, Any]:
+    """The operating-characteristics block of a file not measured yet (the temporary files only)."""
+    zero = {"threshold": 0.5, "tp": 0, "fn": 0, "fp": 0, "tn": 0}
+    return {"split": "valid", "description": "not measured yet", "n_positive": 0, "n_negative": 0,
+            "points": {"decision": zero}}
+
+
+def evaluation_text(validation: dict[str, Any]) -> str:
+    """What the counts were measured on, for operating_characteristics.description."""
+    source = validation["thresholds_from"]
+    chosen = ("thresholds chosen on the same patches" if source["split"] == "valid" else
+              f"thresholds chosen on {source['n']:,} tuning patches carved from the train split")
+    return (f"valid split of {validation['data']}, {validation['n']:,} patches, measured with "
+            f"{validation['runtime']}; {chosen}")
 
 
 def edgetpu_summary(report: dict[str, Any]) -> dict[str, Any]:

@@ -70,15 +70,6 @@ def compare(fmt: str, labels: np.ndarray, keras_probs: np.ndarray, converted_pro
                   gate, passed, reason)
 
 
-def keras_probabilities(model, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """P(tumour) of a Keras model on uint8 patches (x / 255, inference mode)."""
-    out = np.empty(len(images), np.float32)
-    for start in range(0, len(images), batch_size):
-        x = np.asarray(images[start:start + batch_size], dtype=np.float32) / np.float32(255.0)
-        out[start:start + len(x)] = np.asarray(model(x, training=False)).reshape(-1)
-    return out
-
-
 def parity_markdown(rows: list[Parity]) -> str:
     """A table of parity results, one row per format."""
     lines = ["| format | n | max abs dprob | agreement | accuracy Keras -> file | drop (points) | AUC change | gate | result |",

@@ -44,7 +44,9 @@ def summary_markdown(report: dict[str, Any]) -> str:
     src, val = report["source_model"], report["validation"]
     lines = ["# Conversion report", "",
              f"Source: `{src['file']}` ({'QAT' if src['qat'] else 'float'}, sha256 {src['sha256'][:12]}...). "
-             f"Validation: {val['n']:,} of {val['of']:,} patches of the valid split of `{val['data']}`."
+             f"Validation: {val['n']:,} of {val['of']:,} patches of the valid split of `{val['data']}`"
+             + (f", each file run as written in {val['runtime']} (the interpreter `edge-pcam predict` uses)."
+                if val.get("runtime") else ".")
              + (f" int8 calibration: {report['calibration']['n']} balanced train patches." if report["calibration"] else ""),
              "", f"Result: **{'all gates passed' if report['passed'] else 'FAILED'}**", ""]
     if report["failures"]:

@@ -2,15 +2,21 @@
 
 `from_keras_model` keeps a dynamic batch (adding SHAPE/GATHER/PACK ops) and
 leaves QAT Dense layers float, so every format is converted from a
-`tf.function` with a static input signature [B, 96, 96, 3]. Every file has two
-outputs, told apart by shape: the probability [B, 1] and the pool3 feature map
-[B, 12, 12, 256] (for Grad-CAM on the device).
+`tf.function` with a static input signature [B, 96, 96, 3]. Every file names
+its tensors in its serving_default signature: input `image`, outputs
+`probability` [B, 1] and `features`, the pool3 feature map [B, 12, 12, 256]
+(for Grad-CAM on the device).
 
 Formats: float32; float16 (weights stored as float16); dynamic (int8 weights,
 float activations); int8 (full integer, TFLITE_BUILTINS_INT8 only, uint8 input
 taking raw pixels: scale 1/255, zero point 0; int8 outputs with their
 quantization parameters). A QAT model converts the same way; it still needs a
 representative dataset for uint8 input with TF 2.21.
+
+The int8 file's quantization is settled here, not at load: the attention's K
+and V are made symmetric (edge_pcam.runtime.symmetric_matmul), the form every
+interpreter's fast path takes, so the bytes written are the bytes measured
+and the bytes every interpreter runs.
 """
 
 from __future__ import annotations
@@ -28,10 +34,10 @@ import tf_keras as keras
 
 from edge_pcam.errors import DataError, ModelFileError
 from edge_pcam.model import FEATURE_LAYER, PATCH_SIZE
+from edge_pcam.runtime.signature import CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS, signature_tensors
+from edge_pcam.runtime.symmetric_matmul import symmetric_matmul_operands
 
 FORMATS = ("float32", "float16", "dynamic", "int8")
-INPUT_SCALE = 1.0 / 255.0
-FEATURE_SHAPE = (12, 12, 256)
 
 
 @dataclass(frozen=True)
@@ -103,13 +109,16 @@ def convert_model(model: keras.Model, fmt: str, *, batch: int = 1,
     with _quiet():
         data = converter.convert()
     if fmt == "int8":
+        data, _ = symmetric_matmul_operands(data)
         check_int8_io(data)
     return data
 
 
 def input_spec(data: bytes) -> InputSpec:
-    """The input tensor of a flatbuffer: shape, dtype and quantization (None for float)."""
-    detail = _interpreter(data).get_input_details()[0]
+    """The `image` input of a classifier flatbuffer: shape, dtype and quantization (None for float)."""
+    inputs, _ = signature_tensors(_interpreter(data), data, CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS, "converted model",
+                                  "patch classifier", optional=("features",))
+    detail = inputs["image"]
     dtype = np.dtype(detail["dtype"]).name
     scale, zero = detail["quantization"]
     quantized = dtype in ("uint8", "int8")
@@ -118,17 +127,10 @@ def input_spec(data: bytes) -> InputSpec:
 
 
 def output_details(data: bytes) -> dict[str, dict[str, Any]]:
-    """`probability` and `features` outputs of a flatbuffer, found by shape."""
-    it = _interpreter(data)
-    batch = int(it.get_input_details()[0]["shape"][0])
-    found = {}
-    for out in it.get_output_details():
-        shape = tuple(int(s) for s in out["shape"])
-        if shape == (batch, 1):
-            found["probability"] = out
-        elif shape == (batch, *FEATURE_SHAPE):
-            found["features"] = out
-    return found
+    """`probability` and `features` outputs of a classifier flatbuffer, by their signature names."""
+    _, outputs = signature_tensors(_interpreter(data), data, CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS,
+                                   "converted model", "patch classifier", optional=("features",))
+    return outputs
 
 
 def check_int8_io(data: bytes) -> None:

@@ -6,14 +6,17 @@ On the lab's patches: the decision threshold maximises Youden's J
 at least 95% sensitivity, the high-specificity one the lowest with at least
 99% specificity. A copy of the file is written with these thresholds, the
 metrics before (stored thresholds) and after (new thresholds) on the lab's
-patches, and where they came from; the original file is never touched. The
-Grad-CAM companion is copied beside the new file when it lives elsewhere.
+patches, the operating characteristics (the counts at the new thresholds) and
+where they came from; the original file is never touched. The Grad-CAM
+companion is copied beside the new file when it lives elsewhere. A file made
+by an earlier edge-pcam is upgraded first (`edge-pcam upgrade`).
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 import os
 import shutil
 from collections.abc import Callable
@@ -25,8 +28,10 @@ import numpy as np
 
 from edge_pcam.errors import DataError, EdgePcamError
 from edge_pcam.runtime.datasets import open_dataset
-from edge_pcam.runtime.interpreter import PatchModel, load_model, read_model_file
-from edge_pcam.runtime.metadata import atomic_write_bytes, sha256_file, with_metadata
+from edge_pcam.runtime.interpreter import PatchModel, load_model
+from edge_pcam.runtime.metadata import (SCHEMA_VERSION, atomic_write_bytes, metadata_from_bytes,
+                                        operating_characteristics, read_metadata, verify_integrity,
+                                        with_metadata)
 from edge_pcam.runtime.metrics import (HIGH_SPECIFICITY, TRIAGE_SENSITIVITY, binary_metrics, choose_thresholds,
                                        roc_curve)
 
@@ -78,6 +83,10 @@ def calibrate(model_path: str | os.PathLike, data: str, out: str | os.PathLike, 
         raise EdgePcamError(f"{out}: --out must be a new file; calibrate never overwrites the original model")
     if out.suffix.lower() != ".tflite":
         raise EdgePcamError(f"{out}: the calibrated copy must be a .tflite file")
+    version = read_metadata(src)["schema_version"]
+    if version < SCHEMA_VERSION:
+        raise EdgePcamError(f"{src}: made by an earlier edge-pcam (model card schema {version}); run "
+                            f"`edge-pcam upgrade {src} NEW.tflite` first, then calibrate NEW.tflite")
     model = load_model(src, runtime=runtime, threads=threads)
     names, parts = read_labelled(data, splits)
     total = sum(len(p) for p in parts)
@@ -94,7 +103,7 @@ def calibrate(model_path: str | os.PathLike, data: str, out: str | os.PathLike, 
     before = model.thresholds
     after = new_thresholds(labels, scores)
     report = CalibrationReport(str(src), str(out), data, names, int(len(labels)), counts, before, after,
-                               runtime=model.runtime)
+                               runtime=f"{model.runtime} {model.runtime_version}")
     report.before = {k: binary_metrics(labels, scores, before[k]) for k in OPERATING_POINTS if k in before}
     report.after = {k: binary_metrics(labels, scores, after[k]) for k in OPERATING_POINTS}
     _write(model, src, out, report)
@@ -115,22 +124,27 @@ def _predict(model: PatchModel, parts, progress) -> tuple[np.ndarray, np.ndarray
 
 
 def _write(model: PatchModel, src: Path, out: Path, report: CalibrationReport) -> None:
-    _, content, meta = read_model_file(src)
+    data = src.read_bytes()
+    meta = metadata_from_bytes(data, str(src))
+    verify_integrity(data, meta, str(src))
     new = copy.deepcopy(meta)
     new["thresholds"] = report.thresholds_after
     new["metrics"] = report.after
+    new["operating_characteristics"] = operating_characteristics(
+        report.after, "calibration", f"{report.data} ({', '.join(report.splits)}), {report.n:,} labelled patches, "
+        f"measured with {report.runtime}; thresholds chosen on the same patches")
     new["calibration"] = {
         "data": report.data, "splits": report.splits, "n": report.n, "counts": report.counts,
         "runtime": report.runtime, "rule": {"decision": "max Youden J", "triage": f"sensitivity >= {TRIAGE_SENSITIVITY}",
                                             "high_specificity": f"specificity >= {HIGH_SPECIFICITY}"},
         "before": {"thresholds": report.thresholds_before, "metrics": report.before},
         "after": {"thresholds": report.thresholds_after, "metrics": report.after},
-        "original": {"file": src.name, "sha256": sha256_file(src), "thresholds": meta.get("thresholds"),
+        "original": {"file": src.name, "sha256": hashlib.sha256(data).hexdigest(), "thresholds": meta.get("thresholds"),
                      "metrics": meta.get("metrics"), "validation": meta.get("validation")},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, with_metadata(content, new))
+    atomic_write_bytes(out, with_metadata(data, new))
     companion = model.companion_path
     if companion is not None and companion.is_file():
         target = out.parent / companion.name

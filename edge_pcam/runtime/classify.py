@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge_pcam.errors import DataError, EdgePcamError
+from edge_pcam.runtime.constants import PATCH_SHAPE
 from edge_pcam.runtime.images import IMAGE_SUFFIXES, load_patch
 from edge_pcam.runtime.interpreter import PatchModel
 from edge_pcam.runtime.tta import predict_tta
@@ -92,7 +93,7 @@ def _hdf5_rows(path: Path) -> int:
             if HDF5_DATASET not in f:
                 raise DataError(f"{path}: HDF5 file without a dataset '{HDF5_DATASET}' (not a PCam *_x.h5 file)")
             x = f[HDF5_DATASET]
-            if x.ndim != 4 or x.shape[1:] != (96, 96, 3) or x.dtype != np.uint8:
+            if x.ndim != 4 or x.shape[1:] != PATCH_SHAPE or x.dtype != np.uint8:
                 raise DataError(f"{path}: dataset '{HDF5_DATASET}' is {x.dtype} {x.shape}, "
                                 "not N x 96 x 96 x 3 uint8 patches")
             return int(x.shape[0])

@@ -9,7 +9,9 @@ damaged model gets an error message under either interpreter. (Damage inside
 weight data cannot be seen this way: it loads, and computes nonsense.)
 
 Schema field numbers (tensorflow/compiler/mlir/lite/schema/schema.fbs):
-Model: 1 operator_codes, 2 subgraphs, 4 buffers; SubGraph: 0 tensors,
+Model: 1 operator_codes, 2 subgraphs, 4 buffers, 6 metadata, 7 signature_defs;
+SignatureDef: 0 inputs, 1 outputs, 2 signature_key, 4 subgraph_index; TensorMap: 0 name,
+1 tensor_index; Metadata: 0 name, 1 buffer; SubGraph: 0 tensors,
 1 inputs, 2 outputs, 3 operators; Tensor: 0 shape, 1 type, 2 buffer, 3 name,
 4 quantization; QuantizationParameters: 0 min, 1 max, 2 scale, 3 zero_point;
 Operator: 0 opcode_index, 1 inputs, 2 outputs, 4 builtin_options,
@@ -20,6 +22,7 @@ OperatorCode: 0 deprecated_builtin_code, 1 custom_code, 3 builtin_code.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 
 class Table:
@@ -86,6 +89,21 @@ class Table:
         start, n = self.vector(index)
         return list(struct.unpack_from(f"<{n}i", self.buf, start)) if n else []
 
+    def string(self, index: int) -> str | None:
+        start, n = self.vector(index, 1)
+        return bytes(self.buf[start:start + n]).decode("utf-8", "replace") if start else None
+
+
+def signatures(data: bytes | bytearray) -> dict[str, dict[str, Any]]:
+    """The file's signatures: key -> {"inputs": {name: tensor index}, "outputs": {...}, "subgraph": i}."""
+    found: dict[str, dict[str, Any]] = {}
+    for sig in Table.root(data).tables(7):
+        key = sig.string(2) or ""
+        found[key] = {"inputs": {t.string(0) or "": int(t.scalar(1, "I")) for t in sig.tables(0)},
+                      "outputs": {t.string(0) or "": int(t.scalar(1, "I")) for t in sig.tables(1)},
+                      "subgraph": int(sig.scalar(4, "I"))}
+    return found
+
 
 def _need(buf: bytes | bytearray, pos: int, size: int) -> None:
     if pos < 0 or size < 0 or pos + size > len(buf):
@@ -130,6 +148,15 @@ def check_model(data: bytes | bytearray) -> None:
                 _indices(op.ints(field), n)
             op.table(4)
             op.vector(5, 1)
+    for sig in model.tables(7):
+        sg_index = int(sig.scalar(4, "I"))
+        if not 0 <= sg_index < len(subgraphs):
+            raise ValueError("signature subgraph index out of range")
+        n = len(subgraphs[sg_index].tables(0))
+        for field in (0, 1):
+            for tensor_map in sig.tables(field):
+                tensor_map.vector(0, 1)
+                _indices([int(tensor_map.scalar(1, "I"))], n)
 
 
 def _indices(values: list[int], n: int) -> None:

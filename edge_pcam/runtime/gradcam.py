@@ -15,6 +15,7 @@ import csv
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +24,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from edge_pcam.errors import ModelFileError
+from edge_pcam.errors import EdgePcamWarning, ModelFileError
 from edge_pcam.runtime.cam import cam_from_gradients, upsample_cam
 from edge_pcam.runtime.classify import InputProblem, choose_threshold, input_batches, labels_of
-from edge_pcam.runtime.interpreter import FEATURE_SHAPE, PatchModel, open_interpreter, read_model_file, resolve_runtime
+from edge_pcam.runtime.interpreter import PatchModel, open_interpreter, read_model_file, resolve_runtime
+from edge_pcam.runtime.signature import COMPANION_INPUTS, COMPANION_OUTPUTS, signature_tensors
 from edge_pcam.runtime.metadata import sha256_file
 
 CENTRE = (32, 64)
@@ -36,15 +38,12 @@ OVERLAY_ALPHA = 0.55
 class Companion:
     """The Grad-CAM companion: features (N, 12, 12, 256) -> logits (N,), gradients (N, 12, 12, 256)."""
 
-    def __init__(self, path: Path, interpreter: Any):
+    def __init__(self, path: Path, interpreter: Any, content: bytes):
         self.path = path
         self._it = interpreter
-        (self._input,) = interpreter.get_input_details()
-        outs = {tuple(int(s) for s in d["shape"]): d for d in interpreter.get_output_details()}
-        if tuple(self._input["shape"]) != (1, *FEATURE_SHAPE) or (1, 1) not in outs or (1, *FEATURE_SHAPE) not in outs:
-            raise ModelFileError(f"{path}: not a Grad-CAM companion (needs features [1, 12, 12, 256] in, "
-                                 "logit [1, 1] and gradient [1, 12, 12, 256] out)")
-        self._logit, self._grad = outs[(1, 1)], outs[(1, *FEATURE_SHAPE)]
+        inputs, outputs = signature_tensors(interpreter, content, COMPANION_INPUTS, COMPANION_OUTPUTS, str(path),
+                                            "Grad-CAM companion")
+        self._input, self._logit, self._grad = inputs["features"], outputs["logit"], outputs["gradient"]
 
     def gradients(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         features = np.asarray(features, dtype=np.float32)
@@ -59,7 +58,13 @@ class Companion:
 
 
 def load_companion(model: PatchModel, path: str | os.PathLike | None = None) -> Companion:
-    """The companion named in `model`'s metadata (or `path`), in the same interpreter as `model`."""
+    """The companion named in `model`'s metadata (or `path`), in the same interpreter as `model`.
+
+    Whether given or found beside the model, the companion must be the one
+    converted with it: the SHA-256 the model records for it, or (for a model
+    that records none) the same source model; its own digest is checked as for
+    every model file.
+    """
     named = model.companion_path
     path = Path(path) if path is not None else named
     if path is None:
@@ -71,12 +76,27 @@ def load_companion(model: PatchModel, path: str | os.PathLike | None = None) -> 
     path, content, meta = read_model_file(path)
     if meta.get("format") != "gradcam":
         raise ModelFileError(f"{path}: not a Grad-CAM companion (format {meta.get('format')})")
-    expected = (model.metadata.get("companion") or {}).get("sha256")
-    if named is not None and path == named and expected and sha256_file(path) != expected:
-        raise ModelFileError(f"{path}: does not match {model.path.name} (sha256 differs from the one "
-                             "recorded in the model); copy the companion converted with it")
+    _check_pairing(model, path, meta)
     backend = resolve_runtime(model.runtime)
-    return Companion(path, open_interpreter(content, backend, model.threads, name=str(path)))
+    return Companion(path, open_interpreter(content, backend, model.threads, name=str(path)), content)
+
+
+def _check_pairing(model: PatchModel, path: Path, meta: dict[str, Any]) -> None:
+    """ModelFileError when the companion at `path` was not converted with `model`."""
+    expected = (model.metadata.get("companion") or {}).get("sha256")
+    if expected:
+        if sha256_file(path) != expected:
+            raise ModelFileError(f"{path}: not the Grad-CAM companion of {model.path.name} (its sha256 differs "
+                                 "from the one recorded in the model); use the companion converted with it")
+        return
+    mine = (model.metadata.get("source_model") or {}).get("sha256")
+    theirs = (meta.get("source_model") or {}).get("sha256")
+    if mine and theirs and mine != theirs:
+        raise ModelFileError(f"{path}: converted from another model than {model.path.name} (source model "
+                             "sha256 differs); use the companion converted with it")
+    if not (mine and theirs):
+        warnings.warn(EdgePcamWarning(f"{path}: cannot check that this companion belongs to {model.path.name} "
+                                      "(neither records the other's digest)"), stacklevel=3)
 
 
 def gradcam_maps(model: PatchModel, companion: Companion, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,11 +5,14 @@ else tflite-runtime (Coral's pycoral stack, older Raspberry Pi images).
 TensorFlow's own `tf.lite` is used only when asked for (`runtime="tf"`):
 importing TensorFlow costs seconds and gigabytes that a device does not have.
 
-`load_model` reads the model card (edge_pcam.runtime.metadata) before giving
-the file to an interpreter, so a file that is not an edge-pcam model, a
-truncated one, or one this interpreter cannot run gets a one-line error
-instead of a crash. Outputs are found by shape, not by order: the probability
-is [B, 1], the pool3 feature map [B, 12, 12, 256].
+`load_model` reads the model card (edge_pcam.runtime.metadata) and checks the
+flatbuffer against the digest in it before giving the file to an interpreter,
+so a file that is not an edge-pcam model, a truncated or damaged one, or one
+this interpreter cannot run gets a one-line error instead of a crash or a
+wrong answer. The file runs exactly as it was written (its quantization is
+settled at conversion). Tensors are found by their names in the file's
+serving_default signature, with their shapes as a check (`signature_tensors`):
+a classifier's image -> probability [B, 1] and features [B, 12, 12, 256].
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import struct
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_pcam.errors import ModelFileError, RuntimeUnavailableError
+from edge_pcam.errors import EdgePcamWarning, ModelFileError, RuntimeUnavailableError
 from edge_pcam.runtime.flatbuffer import check_model
-from edge_pcam.runtime.metadata import metadata_from_bytes, model_bytes
-from edge_pcam.runtime.symmetric_matmul import symmetric_matmul_operands
+from edge_pcam.runtime.metadata import NO_DIGEST, metadata_from_bytes, model_bytes, verify_integrity
+from edge_pcam.runtime.signature import (CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS, FEATURE_SHAPE, PATCH_SHAPE,
+                                         signature_tensors)
 
 LITERT = "ai-edge-litert"
 TFLITE_RUNTIME = "tflite-runtime"
@@ -46,8 +51,6 @@ RUNTIME_ALIASES = {
 }
 _MODULES = {LITERT: "ai_edge_litert", TFLITE_RUNTIME: "tflite_runtime", TF_LITE: "tensorflow"}
 
-PATCH_SHAPE = (96, 96, 3)
-FEATURE_SHAPE = (12, 12, 256)
 EDGETPU_LIBRARY = {"linux": "libedgetpu.so.1", "darwin": "libedgetpu.1.dylib", "win32": "edgetpu.dll"}
 
 
@@ -142,7 +145,7 @@ class PatchModel:
     """
 
     def __init__(self, path: Path, metadata: dict[str, Any], interpreter: Any, backend: Backend,
-                 threads: int, device: str | None):
+                 threads: int, device: str | None, content: bytes):
         self.path = path
         self.metadata = metadata
         self.runtime = backend.name
@@ -150,21 +153,12 @@ class PatchModel:
         self.threads = threads
         self.device = device
         self._interpreter = interpreter
-        inputs = interpreter.get_input_details()
-        if len(inputs) != 1 or tuple(inputs[0]["shape"][1:]) != PATCH_SHAPE:
-            raise ModelFileError(f"{path}: not an edge-pcam patch classifier "
-                                 f"(input {[list(d['shape']) for d in inputs]}, expected [B, 96, 96, 3])")
-        self._input = inputs[0]
+        inputs, outputs = signature_tensors(interpreter, content, CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS,
+                                            str(path), "patch classifier", optional=("features",))
+        self._input = inputs["image"]
         self.batch = int(self._input["shape"][0])
-        self._prob = self._feat = None
-        for out in interpreter.get_output_details():
-            shape = tuple(int(s) for s in out["shape"])
-            if shape == (self.batch, 1):
-                self._prob = out
-            elif shape == (self.batch, *FEATURE_SHAPE):
-                self._feat = out
-        if self._prob is None:
-            raise ModelFileError(f"{path}: not an edge-pcam patch classifier (no [B, 1] probability output)")
+        self._prob = outputs["probability"]
+        self._feat = outputs.get("features")
 
     @property
     def format(self) -> str:
@@ -242,7 +236,12 @@ def _dequantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
 
 
 def read_model_file(path: str | os.PathLike) -> tuple[Path, bytes, dict[str, Any]]:
-    """The file's path, its flatbuffer (without the metadata archive) and its metadata."""
+    """The file's path, its flatbuffer (without the metadata archive) and its metadata.
+
+    The flatbuffer is checked against the card's digest (ModelFileError when it
+    does not match); a file without one, made by an earlier edge-pcam, gets a
+    one-line EdgePcamWarning pointing to `edge-pcam upgrade`.
+    """
     path = Path(path)
     if path.is_dir():
         raise ModelFileError(f"{path}: is a folder, not a .tflite file")
@@ -254,6 +253,11 @@ def read_model_file(path: str | os.PathLike) -> tuple[Path, bytes, dict[str, Any
         raise ModelFileError(f"{path}: a TFLite file without edge-pcam metadata: truncated, or not "
                              "made by `edge-pcam convert`")
     meta = metadata_from_bytes(data, str(path))
+    if verify_integrity(data, meta, str(path)) == NO_DIGEST:
+        warnings.warn(EdgePcamWarning(
+            f"{path}: made by an earlier edge-pcam (model card schema {meta.get('schema_version')}): no integrity "
+            "digest to check, and its outputs may differ slightly from the metrics in its card; run "
+            f"`edge-pcam upgrade {path} NEW.tflite`"), stacklevel=2)
     content = model_bytes(data)
     try:
         check_model(content)
@@ -309,16 +313,13 @@ def _captured_stderr() -> Iterator[Callable[[], str]]:
 
 
 def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", threads: int | None = None,
-               device: str | None = None, *, as_converted: bool = False) -> PatchModel:
+               device: str | None = None) -> PatchModel:
     """Load an edge-pcam .tflite classifier (None: the bundled model) in a TFLite interpreter.
 
     `runtime`: auto (ai-edge-litert, else tflite-runtime), litert, tflite-runtime or tf.
     `threads`: interpreter threads (default: every core, up to 4).
     `device`: an Edge TPU (usb, pci, :N) for a file compiled with the Edge TPU compiler.
-    An int8 file whose attention products have an asymmetric second operand is
-    run with that operand made symmetric (edge_pcam.runtime.symmetric_matmul:
-    about twice as fast on ai-edge-litert, probabilities within a few 1/256
-    steps); `as_converted=True` runs the file's bytes unchanged.
+    The file's bytes run unchanged: what was measured at conversion is what runs.
     """
     if path is None:
         from edge_pcam.runtime.bundled import default_model_path
@@ -340,7 +341,5 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", thr
     if threads < 1:
         raise RuntimeUnavailableError(f"threads must be at least 1, got {threads}")
     delegates = [edgetpu_delegate(backend, device)] if device else None
-    if not as_converted:
-        content, _ = symmetric_matmul_operands(content)  # lets XNNPACK run the attention's int8 products
     interpreter = open_interpreter(content, backend, threads, delegates, str(path))
-    return PatchModel(path, meta, interpreter, backend, threads, device)
+    return PatchModel(path, meta, interpreter, backend, threads, device, content)

@@ -25,11 +25,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edge_pcam.runtime.constants import PCAM_MPP
 from edge_pcam.runtime.datasets.synthetic import paint_tissue
 
-PCAM_MPP = 0.972  # Camelyon16's 0.243 µm/px at 40x, taken at 10x
 GLASS = (243, 241, 245)  # background: HSV saturation 0.016, well under PCam's 0.07
 PIECE = 256  # tissue is painted in pieces of this many pixels at PCAM_MPP
+CONTAINERS = ("tiff", "ome", "svs")
+APERIO_J2K_YCBCR = 33003  # Aperio's JPEG 2000 compression tag, YCbCr samples
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in level-0 pixels, x1/y1 exclusive
 
@@ -58,15 +60,21 @@ def default_layout(width: int, height: int) -> tuple[Box, Box]:
 
 def write_synthetic_slide(path: str | os.PathLike, width: int = 20_000, height: int = 20_000,
                           mpp: float = 0.486, *, tissue: Box | None = None, tumour: Box | None = None,
-                          tile: int = 512, seed: int = 0, compression: str = "zlib",
+                          tile: int = 512, seed: int = 0, compression: str = "zlib", container: str = "tiff",
                           min_level_size: int = 512) -> SyntheticSlide:
-    """Write a tiled pyramidal TIFF (levels halving down to `min_level_size`) and describe it.
+    """Write a tiled pyramidal slide (levels halving down to `min_level_size`) and describe it.
 
     `mpp` is level 0's µm per pixel (0.486 is a 20x scan; 0.243 a 40x one).
     `tissue` and `tumour` are level-0 boxes (default: `default_layout`).
+    `container`: "tiff" (pyramid in SubIFDs, µm/px in the resolution tags), "ome" (OME-TIFF with
+    PhysicalSizeX/Y, pyramid in SubIFDs) or "svs" (Aperio: levels in the main IFD chain after a
+    thumbnail, `MPP =` and `AppMag =` in the description, label and macro images at the end).
+    `compression`: tifffile's names ("zlib", "lzw", "jpeg" (YCbCr 4:2:0, as scanners write it),
+    "none", ...), or "jpeg2000": Aperio's YCbCr JPEG 2000 (33003) in an SVS, else TIFF's 34712.
+    Everything but zlib, none and packbits needs imagecodecs.
     """
-    import tifffile
-
+    if container not in CONTAINERS:
+        raise ValueError(f"container must be one of {CONTAINERS}, not {container!r}")
     path = Path(path)
     if tissue is None or tumour is None:
         default_tissue, default_tumour = default_layout(width, height)
@@ -78,20 +86,95 @@ def write_synthetic_slide(path: str | os.PathLike, width: int = 20_000, height: 
 
     with tempfile.TemporaryDirectory(prefix="edge-pcam-slide-") as tmp:
         canvas = _TissueCanvas(Path(tmp) / "canvas.u8", tissue, tumour, mpp, seed)
-        pixels_per_cm = 1e4 / mpp
-        with tifffile.TiffWriter(path, bigtiff=True) as tif:
-            for index, (w, h) in enumerate(levels):
-                level_mpp = mpp * width / w
-                options = dict(shape=(h, w, 3), dtype=np.uint8, tile=(tile, tile), photometric="rgb",
-                               compression=compression, resolutionunit="CENTIMETER",
-                               resolution=(pixels_per_cm * w / width, pixels_per_cm * h / height))
-                if index == 0:
-                    options.update(subifds=len(levels) - 1, description="edge-pcam synthetic slide")
-                else:
-                    options.update(subfiletype=1)
-                tif.write(canvas.tiles(w, h, level_mpp, tile), **options)
+        if container == "svs":
+            _write_svs(path, canvas, levels, mpp, tile, compression)
+        else:
+            _write_subifd_pyramid(path, canvas, levels, mpp, tile, compression, ome=container == "ome")
         del canvas
     return SyntheticSlide(path, width, height, mpp, tuple(tissue), tuple(tumour), tuple(levels))
+
+
+def _tile_options(compression: str, aperio: bool) -> dict:
+    """tifffile.write options for `compression` (see write_synthetic_slide)."""
+    if compression == "jpeg":  # tifffile stores RGB input as YCbCr 4:2:0 JPEG
+        return dict(compression="jpeg", photometric="rgb", compressionargs={"level": 90})
+    if compression == "jpeg2000":
+        return dict(compression=APERIO_J2K_YCBCR if aperio else "jpeg2000", photometric="rgb",
+                    **({} if aperio else {"compressionargs": {"level": 90}}))
+    return dict(compression=None if compression == "none" else compression, photometric="rgb")
+
+
+def _write_subifd_pyramid(path: Path, canvas: _TissueCanvas, levels: list[tuple[int, int]], mpp: float,
+                          tile: int, compression: str, ome: bool) -> None:
+    import tifffile
+
+    width, height = levels[0]
+    pixels_per_cm = 1e4 / mpp
+    with tifffile.TiffWriter(path, bigtiff=True, ome=ome) as tif:
+        for index, (w, h) in enumerate(levels):
+            level_mpp = mpp * width / w
+            options = dict(shape=(h, w, 3), dtype=np.uint8, tile=(tile, tile), resolutionunit="CENTIMETER",
+                           resolution=(pixels_per_cm * w / width, pixels_per_cm * h / height),
+                           **_tile_options(compression, aperio=False))
+            if index == 0:
+                options.update(subifds=len(levels) - 1)
+                if ome:
+                    options.update(metadata={"axes": "YXS", "Name": path.name,
+                                             "PhysicalSizeX": mpp, "PhysicalSizeXUnit": "µm",
+                                             "PhysicalSizeY": mpp, "PhysicalSizeYUnit": "µm"})
+                else:
+                    options.update(description="edge-pcam synthetic slide")
+            else:
+                options.update(subfiletype=1)
+            tif.write(canvas.tiles(w, h, level_mpp, tile), **options)
+
+
+def _write_svs(path: Path, canvas: _TissueCanvas, levels: list[tuple[int, int]], mpp: float,
+               tile: int, compression: str) -> None:
+    """Aperio's layout; every page with `metadata=None`, since OpenSlide reads only one ImageDescription."""
+    import tifffile
+
+    width, height = levels[0]
+    codec = {"jpeg": "JPEG/RGB Q=90", "jpeg2000": "J2K/YUV16 Q=90"}.get(compression, compression.upper())
+    header = f"Aperio Image Library v12.0.16 \r\n{width}x{height} [0,0 {width}x{height}] ({tile}x{tile}) {codec}"
+    fields = f"|AppMag = {round(10 / mpp)}|MPP = {mpp:.4f}|Filename = {path.stem}"
+    options = _tile_options(compression, aperio=True)
+    thumb_w = min(width, 768)
+    thumb_h = max(1, round(height * thumb_w / width))
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for index, (w, h) in enumerate(levels):
+            tiles = canvas.tiles(w, h, mpp * width / w, tile)
+            if compression == "jpeg2000":
+                tiles = (_aperio_j2k(t) for t in tiles)
+            description = header + fields if index == 0 else f"{header} -> {w}x{h}{fields}"
+            tif.write(tiles, shape=(h, w, 3), dtype=np.uint8, tile=(tile, tile), description=description,
+                      metadata=None, **options)
+            if index == 0:  # the thumbnail follows level 0, as in Aperio's files
+                tif.write(_whole(canvas, thumb_w, thumb_h, mpp * width / thumb_w), compression="jpeg",
+                          photometric="rgb", rowsperstrip=16, metadata=None,
+                          description=f"{header} -> {thumb_w}x{thumb_h} - |AppMag = {round(10 / mpp)}")
+        label = np.full((300, 300, 3), 255, np.uint8)
+        tif.write(label, compression="lzw", photometric="rgb", subfiletype=1, metadata=None,
+                  description="Aperio Image Library v12.0.16\r\nlabel 300x300")
+        tif.write(_whole(canvas, 600, 200, mpp * width / 600), compression="jpeg", photometric="rgb",
+                  subfiletype=9, metadata=None, description="Aperio Image Library v12.0.16\r\nmacro 600x200")
+
+
+def _whole(canvas: _TissueCanvas, w: int, h: int, mpp: float) -> np.ndarray:
+    """The slide at `mpp` µm/px as one (h, w, 3) array (for small pictures: thumbnail, macro)."""
+    return next(canvas.tiles(w, h, mpp, max(w, h)))[:h, :w]
+
+
+def _aperio_j2k(rgb: np.ndarray) -> bytes:
+    """A tile as Aperio writes JPEG 2000: a raw codestream of YCbCr samples, no colour transform inside."""
+    import imagecodecs
+
+    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
+    ycbcr = np.stack([0.299 * r + 0.587 * g + 0.114 * b,
+                      128 - 0.168736 * r - 0.331264 * g + 0.5 * b,
+                      128 + 0.5 * r - 0.418688 * g - 0.081312 * b], axis=-1)
+    return imagecodecs.jpeg2k_encode(np.clip(np.rint(ycbcr), 0, 255).astype(np.uint8), level=90,
+                                     codecformat="J2K", mct=False)
 
 
 class _TissueCanvas:
@@ -166,7 +249,7 @@ def _ellipse_mask(px: int, py: int, pw: int, ph: int, w: int, h: int, seed: int)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m edge_pcam.runtime.synthetic_slide OUT.tif [--size N] [--mpp X] [--seed S]`."""
+    """`python -m edge_pcam.runtime.synthetic_slide OUT [--size N] [--mpp X] [--seed S] [--container C] [--compression C]`."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m edge_pcam.runtime.synthetic_slide",
@@ -175,8 +258,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=20_000, help="width and height of level 0 in pixels")
     parser.add_argument("--mpp", type=float, default=0.486, help="µm per pixel of level 0 (0.486: 20x)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--container", choices=CONTAINERS, default="tiff",
+                        help="tiff (SubIFD pyramid), ome (OME-TIFF) or svs (Aperio layout)")
+    parser.add_argument("--compression", default="zlib", help="zlib, lzw, jpeg, jpeg2000 or none")
     args = parser.parse_args(argv)
-    slide = write_synthetic_slide(args.out, args.size, args.size, mpp=args.mpp, seed=args.seed)
+    slide = write_synthetic_slide(args.out, args.size, args.size, mpp=args.mpp, seed=args.seed,
+                                  container=args.container, compression=args.compression)
     print(f"{slide.path}: {slide.width}x{slide.height} at {slide.mpp} µm/px, {len(slide.levels)} levels; "
           f"tissue {slide.tissue}, tumour {slide.tumour} (x0, y0, x1, y1, level-0 pixels)")
 

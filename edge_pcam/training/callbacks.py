@@ -14,11 +14,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from pathlib import Path
 
 import tf_keras as keras
 
+from edge_pcam.runtime.fileio import atomic_write_text
 from edge_pcam.training.modelio import save_model_atomic
 
 
@@ -28,12 +28,6 @@ def read_history(path: Path) -> list[dict[str, float]]:
         return []
     with path.open(newline="") as f:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _current_lr(model: keras.Model) -> float:
@@ -92,7 +86,7 @@ class HistoryCSV(_Resumable):
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: (int(v) if k == "epoch" else repr(v)) for k, v in row.items()})
-        _atomic_write_text(self.path, buf.getvalue())
+        atomic_write_text(self.path, buf.getvalue())
 
 
 class _Monitor:

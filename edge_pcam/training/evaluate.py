@@ -55,11 +55,24 @@ def _predict(batch_fn: Callable[[np.ndarray], np.ndarray], split: Split, batch_s
     return probs
 
 
+def keras_probabilities(model, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """P(tumour) of a Keras model on uint8 patches (N, 96, 96, 3) or one patch: x / 255, inference mode,
+    `model(x, training=False)` in batches; float32 (N,). The one way every part of edge-pcam runs Keras."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    out = np.empty(len(images), np.float32)
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].astype(np.float32) / np.float32(255.0)
+        out[start:start + len(x)] = np.asarray(model(x, training=False)).reshape(-1)
+    return out
+
+
 def predict_keras(model, split: Split, batch_size: int = 256, limit: int | None = None, tta: bool = False,
                   progress: ProgressFn | None = None) -> np.ndarray:
     """P(tumour) for the first `limit` rows (all by default) of `split`, shape (N,)."""
     def run(images: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict_on_batch(images.astype(np.float32) / 255.0)).reshape(-1)
+        return keras_probabilities(model, images, batch_size).astype(np.float64)
     return _predict(run, split, batch_size, limit, tta, progress)
 
 

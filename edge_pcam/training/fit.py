@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_pcam.errors import EdgePcamError
+from edge_pcam.runtime.datasets.combined import join_sources
+from edge_pcam.runtime.fileio import atomic_write_json, atomic_write_text
 from edge_pcam.runtime.metrics import operating_points
 from edge_pcam.training import rundir
 from edge_pcam.training.recipe import Recipe, load_recipe
-from edge_pcam.training.rundir import RunDir, write_json_atomic
+from edge_pcam.training.rundir import RunDir
 from edge_pcam.training.strategy import STRATEGIES, make_strategy, worker_dir
 
 Log = Callable[[str], None]
@@ -82,6 +84,8 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     if strategy not in STRATEGIES:
         raise EdgePcamError(f"unknown strategy '{strategy}' (use one of: {', '.join(STRATEGIES)})")
     run = RunDir(Path(out))
+    if data is None and recipe is not None and recipe["data"]["sources"]:
+        data = join_sources(recipe["data"]["sources"])
     chief = _is_chief_from_env()
     if chief:
         recipe, data, resuming = rundir.prepare(run, recipe, data, resume=resume, overwrite=overwrite)
@@ -116,6 +120,7 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
         train_split = limit_train(train_split, t["train_limit"], t["seed"])
     selection_split = tuning_split if tuning_split is not None else valid_split
 
+    class_weight = balanced_class_weights(train_split.labels) if recipe["data"]["balance"] == "weights" else None
     global_batch = t["batch_size"] * info.replicas
     steps_per_epoch = len(train_split) // global_batch
     if steps_per_epoch < 1:
@@ -123,14 +128,18 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
                             f"({global_batch}); lower --batch-size")
     is_tpu = info.name.startswith("tpu")
     if info.is_chief:
-        (wrun / "recipe.toml").write_text(recipe.to_toml())
-        write_json_atomic(wrun / "versions.json", {**versions(), "strategy": info.name, "replicas": info.replicas})
-        write_json_atomic(wrun / "data.json", {
+        atomic_write_text(wrun / "recipe.toml", recipe.to_toml())
+        atomic_write_json(wrun / "versions.json", {**versions(), "strategy": info.name, "replicas": info.replicas},
+                          indent=2)
+        atomic_write_json(wrun / "data.json", {
             "spec": data, "kind": dataset.kind, "counts": dataset.counts(),
             "used": {"train": len(train_split), "selection": selection_split.name, "selection_n": len(selection_split),
                      "valid": len(valid_split)},
             "tune_from_train": {"n": t["tune_from_train"], "seed": t["seed"]} if tuning_split is not None else None,
-        })
+            "class_weight": class_weight,
+        }, indent=2)
+    if info.is_chief and class_weight is not None:
+        log(f"class weights (balance = weights): normal {class_weight[0]:.3f}, tumour {class_weight[1]:.3f}")
     log(f"edge-pcam train: {data} -> {run.path} | {info.name} | global batch {global_batch} "
         f"({t['batch_size']} x {info.replicas}) | {len(train_split)} train, {len(selection_split)} {selection_split.name}"
         f"{'' if tuning_split is None else f', {len(valid_split)} valid (reported only)'}"
@@ -184,7 +193,7 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
     if verbose == 0:
         callbacks.insert(0, cb.ProgressLines(epochs, steps_per_epoch, write=log))
     model.fit(train_ds, epochs=fit_epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds,
-              callbacks=callbacks, verbose=verbose)
+              callbacks=callbacks, verbose=verbose, class_weight=class_weight)
     if history_cb.first_epoch is None:  # no epoch left to run: take the callbacks' state from the history
         for c in (history_cb, best_cb, early):
             if c is not None:
@@ -222,7 +231,7 @@ def train(data: str | None, out: str | Path, recipe: Recipe | None, *, strategy:
         vprobs = _predict(best, valid_split)
         metrics["valid"] = operating_points(valid_split.labels, vprobs)
         metrics["valid_at_tuning_thresholds"] = operating_points(valid_split.labels, vprobs, metrics["thresholds"])
-    write_json_atomic(run / "metrics.json", metrics)
+    atomic_write_json(run / "metrics.json", metrics, indent=2)
     shutil.rmtree(run / "backup", ignore_errors=True)
     result.metrics = metrics
     return result
@@ -236,12 +245,14 @@ def compile_model(recipe: Recipe, steps_per_epoch: int, model=None, steps_per_ex
     from edge_pcam.training.callbacks import WarmupCosine
     o, epochs = recipe["optimizer"], recipe["training"]["epochs"]
     if model is None:
-        model = build_model(l2=recipe["model"]["l2"], dropout=recipe["model"]["dropout"])
+        model = build_model(l2=recipe["model"]["l2"], dropout=recipe["model"]["dropout"],
+                            precision=recipe["training"]["precision"])
     if o["lr_schedule"] == "cosine":
         lr = WarmupCosine(o["lr"], epochs * steps_per_epoch, o["warmup_epochs"] * steps_per_epoch, o["min_lr"])
     else:
         lr = o["lr"]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=keras.losses.BinaryCrossentropy(),
+    loss = keras.losses.BinaryCrossentropy(label_smoothing=recipe["training"]["label_smoothing"])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=loss,
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
                   steps_per_execution=steps_per_execution)
     return model
@@ -253,8 +264,18 @@ def augmentation(recipe: Recipe):
     a = recipe["augment"]
     contrast = tuple(a["contrast"]) if a["contrast"] != [1.0, 1.0] else None
     saturation = tuple(a["saturation"]) if a["saturation"] != [1.0, 1.0] else None
+    jpeg = tuple(a["jpeg"]) if a["jpeg"] != [0, 0] else None
     return Augmentation(flips=a["flips"], brightness=a["brightness"], contrast=contrast,
-                        rotate90=a["rotate90"], hue=a["hue"], saturation=saturation)
+                        rotate90=a["rotate90"], hue=a["hue"], saturation=saturation, hed=a["hed"], jpeg=jpeg)
+
+
+def balanced_class_weights(labels) -> dict[int, float]:
+    """Weights that give each class half of the loss: n / (2 n_c) (1.0 each on balanced data)."""
+    import numpy as np
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=2)
+    if counts.min() == 0:
+        raise EdgePcamError(f"balance = weights needs both classes in the train split (counts {counts.tolist()})")
+    return {c: float(counts.sum() / (2 * counts[c])) for c in (0, 1)}
 
 
 def weights_digest(model) -> str:

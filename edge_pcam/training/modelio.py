@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -12,28 +10,34 @@ import tf_keras as keras
 
 from edge_pcam.errors import ModelFileError
 from edge_pcam.model import custom_objects
+from edge_pcam.runtime.fileio import atomic_path
 
 
 def save_model_atomic(model: keras.Model, path: str | Path, include_optimizer: bool = False) -> Path:
-    """Write `model` to `path` (.h5) through a temporary file in the same folder, then rename."""
+    """Write `model` to `path` (.h5) through a temporary file in the same folder, then rename.
+    A mixed-precision model is written as its float32 twin (same weights)."""
     path = Path(path)
+    twin = float32_twin(model)
+    if twin is not model:
+        model, include_optimizer = twin, False
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".h5.tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
-            model.save(tmp, save_format="h5", include_optimizer=include_optimizer)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
+        model.save(str(tmp), save_format="h5", include_optimizer=include_optimizer)
     return path
+
+
+def float32_twin(model: keras.Model) -> keras.Model:
+    """`model` itself when every layer computes in float32; else the same architecture in float32
+    carrying the same weights (mixed-precision weights are float32 already)."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        layer["config"]["dtype"] = "float32"
+    twin = keras.Model.from_config(config)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def is_qat_file(path: str | Path) -> bool:

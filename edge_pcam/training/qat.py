@@ -140,7 +140,7 @@ def qat_finetune(model_path: str | Path, data: str | None, out: str | Path, *,
     from edge_pcam.runtime.metadata import sha256_file
     from edge_pcam.training import fit
     from edge_pcam.training.modelio import load_model
-    from edge_pcam.training.rundir import write_json_atomic
+    from edge_pcam.runtime.fileio import atomic_write_json
 
     model_path = Path(model_path)
     source = load_model(model_path)
@@ -159,6 +159,6 @@ def qat_finetune(model_path: str | Path, data: str | None, out: str | Path, *,
     result = fit.train(data, out, chosen, strategy=strategy, resume=resume, overwrite=overwrite,
                        verbose=verbose, model_builder=builder, **kwargs)
     if result.is_chief:
-        write_json_atomic(Path(out) / SOURCE_FILE, {"source_model": str(model_path.resolve()),
-                                                    "sha256": sha256_file(model_path)})
+        atomic_write_json(Path(out) / SOURCE_FILE, {"source_model": str(model_path.resolve()),
+                                                    "sha256": sha256_file(model_path)}, indent=2)
     return result

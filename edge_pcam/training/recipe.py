@@ -25,7 +25,10 @@ REPO_RECIPES = Path(__file__).resolve().parents[2]
 SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "model": {"l2": ("float>=0", 1e-4), "dropout": ("fraction", 0.5)},
     "training": {"batch_size": ("int>0", 64), "epochs": ("int>0", 30), "seed": ("int>=0", 0),
-                 "tune_from_train": ("int>=0", 0), "train_limit": ("int>=0", 0)},
+                 "tune_from_train": ("int>=0", 0), "train_limit": ("int>=0", 0),
+                 "label_smoothing": ("fraction", 0.0),
+                 "precision": (("float32", "mixed_bfloat16", "mixed_float16"), "float32")},
+    "data": {"sources": ("strings", []), "balance": (("none", "weights"), "none")},
     "optimizer": {"name": (("adam",), "adam"), "lr": ("float>0", 1e-3),
                   "lr_schedule": (("plateau", "cosine", "constant"), "plateau"),
                   "warmup_epochs": ("int>=0", 0), "min_lr": ("float>=0", 0.0)},
@@ -34,7 +37,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "checkpoint": {"monitor": (("val_auc", "val_loss", "val_accuracy"), "val_auc"),
                    "mode": (("max", "min"), "max")},
     "augment": {"flips": ("bool", True), "brightness": ("float>=0", 0.1), "contrast": ("range", [0.8, 1.2]),
-                "rotate90": ("bool", False), "hue": ("float>=0", 0.0), "saturation": ("range", [1.0, 1.0])},
+                "rotate90": ("bool", False), "hue": ("float>=0", 0.0), "saturation": ("range", [1.0, 1.0]),
+                "hed": ("float>=0", 0.0), "jpeg": ("quality", [0, 0])},
 }
 
 
@@ -173,6 +177,17 @@ def _check(where: str, kind: Any, value: Any) -> Any:
             bound = {"float>0": "positive", "float>=0": "zero or more", "fraction": "in [0, 1)"}[kind]
             raise RecipeError(f"{where} = {value!r}: must be {bound}")
         return value
+    if kind == "strings":
+        if not (isinstance(value, list) and all(isinstance(v, str) and v for v in value)):
+            raise RecipeError(f"{where} = {value!r}: must be a list of non-empty strings")
+        return list(value)
+    if kind == "quality":
+        if not (isinstance(value, list) and len(value) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            raise RecipeError(f"{where} = {value!r}: must be [low, high], two integer JPEG qualities")
+        if value != [0, 0] and not 1 <= value[0] <= value[1] <= 100:
+            raise RecipeError(f"{where} = {value!r}: need 1 <= low <= high <= 100 ([0, 0] = off)")
+        return list(value)
     if kind == "range":
         if not (isinstance(value, list) and len(value) == 2
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):

@@ -14,12 +14,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge_pcam.errors import EdgePcamError
+from edge_pcam.runtime.fileio import prepare_output_folder
 from edge_pcam.training.recipe import Recipe, load_recipe
 
 FILES = ("best.h5", "final.h5", "history.csv", "metrics.json", "recipe.toml", "versions.json", "data.json")
@@ -57,21 +57,9 @@ class RunDir:
             shutil.rmtree(self.path / name, ignore_errors=True)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
-
-
 def check_writable(path: Path) -> None:
     """Create `path` if needed and prove a file can be written there."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".edge-pcam-write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise EdgePcamError(f"{path}: cannot write the run folder ({exc.strerror or exc})") from None
+    prepare_output_folder(path, "run folder")
 
 
 def prepare(run: RunDir, recipe: Recipe | None, data: str | None, *, resume: bool, overwrite: bool

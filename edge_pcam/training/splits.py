@@ -8,35 +8,11 @@ for reporting.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from edge_pcam.errors import DataError
 from edge_pcam.runtime.datasets.base import Split
-
-
-class SubsetSplit(Split):
-    """The rows `indices` of `base`, in that order, under a new name."""
-
-    def __init__(self, base: Split, indices: Sequence[int] | np.ndarray, name: str):
-        self.base = base
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.name = name
-        self.labels = base.labels[self.indices]
-        if callable(getattr(base, "check", None)):
-            self.check = base.check  # validates the base split's files once (make_dataset calls it)
-
-    def read(self, indices):
-        return self.base.read(self.indices[np.asarray(indices, dtype=np.int64)])
-
-    def ids(self) -> list[str]:
-        ids = self.base.ids()
-        return [ids[i] for i in self.indices]
-
-    def files(self) -> list[str] | None:
-        files = self.base.files()
-        return None if files is None else [files[i] for i in self.indices]
+from edge_pcam.runtime.datasets.combined import SubsetSplit
 
 
 def balanced_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -69,6 +69,16 @@ def test_calibrate_writes_a_copy_with_new_thresholds(tmp_path):
     assert cal["after"]["metrics"]["triage"]["recall"] == recall_at(labels, probs, t["triage"])
     assert cal["original"]["sha256"] == digest
     assert cal["before"]["metrics"]["decision"]["threshold"] == pytest.approx(model.thresholds["decision"])
+    # the counts behind each new operating point, counted here from the probabilities
+    oc = meta["operating_characteristics"]
+    assert oc["split"] == "calibration" and LAB in oc["description"]
+    assert (oc["n_positive"], oc["n_negative"]) == (int(labels.sum()), int((labels == 0).sum()))
+    for name, t in expected.items():
+        called = probs >= t
+        assert oc["points"][name] == pytest.approx({
+            "threshold": t, "tp": int(np.sum(called & (labels == 1))), "fn": int(np.sum(~called & (labels == 1))),
+            "fp": int(np.sum(called & (labels == 0))), "tn": int(np.sum(~called & (labels == 0)))})
+    assert model_bytes(out.read_bytes()) == model_bytes(original.read_bytes())
     # the copy loads, labels with its new threshold, and finds its companion (copied beside it)
     copy = load_model(out)
     assert copy.thresholds == pytest.approx(t)

@@ -105,9 +105,11 @@ def test_companion_missing_or_mismatched(tmp_path, model):
     other = tmp_path / "other"
     other.mkdir()
     shutil.copy(INT8, other / INT8.name)
-    from edge_pcam.runtime.metadata import metadata_from_bytes, with_metadata
+    from edge_pcam.runtime.metadata import metadata_from_bytes, model_bytes, with_metadata
     data = (MODELS / "tiny_gradcam.tflite").read_bytes()
-    changed = with_metadata(data, {**metadata_from_bytes(data), "note": "converted from another model"})
+    weights = bytearray(model_bytes(data))
+    weights[len(weights) // 2] ^= 0xFF  # other weights, with a card of its own that matches them
+    changed = with_metadata(bytes(weights), metadata_from_bytes(data))
     (other / "tiny_gradcam.tflite").write_bytes(changed)
     with pytest.raises(ModelFileError, match="sha256"):
         load_companion(load_model(other / INT8.name))

@@ -1,4 +1,4 @@
-"""load_model: interpreter choice, batching, outputs by shape, and clear errors for bad model files.
+"""load_model: interpreter choice, batching, tensors by signature name, the file run as written, clear errors.
 
 Runs in both venvs: ai-edge-litert in .venv, tflite-runtime in .venv-tflite.
 """
@@ -6,7 +6,7 @@ Runs in both venvs: ai-edge-litert in .venv, tflite-runtime in .venv-tflite.
 from __future__ import annotations
 
 import importlib.util
-import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +17,11 @@ from edge_pcam.runtime import interpreter as interp
 from edge_pcam.runtime.interpreter import (LITERT, TFLITE_RUNTIME, default_threads, installed_runtimes, load_model,
                                            resolve_runtime)
 from edge_pcam.runtime.metadata import metadata_from_bytes, model_bytes, with_metadata
-from edge_pcam.runtime.flatbuffer import Table
-from edge_pcam.runtime.symmetric_matmul import BATCH_MATMUL, symmetric_matmul_operands
+from edge_pcam.runtime.symmetric_matmul import symmetric_matmul_operands
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from card_support import LEGACY_INT8, raw_file  # noqa: E402
+from test_upgrade import matmul_operand_zero_points  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 INT8 = FIXTURES / "models" / "tiny_int8.tflite"
@@ -135,10 +138,37 @@ def test_companion_edgetpu_and_dynamic_formats_refused_clearly(tmp_path, monkeyp
 
 
 def test_not_a_patch_classifier(tmp_path):
-    # the companion's flatbuffer with classifier metadata: wrong input shape
+    # the companion's flatbuffer with classifier metadata: its signature names other tensors
     fake = _variant(tmp_path, "fake.tflite", model_bytes(COMPANION.read_bytes()))
-    with pytest.raises(ModelFileError, match="not an edge-pcam patch classifier"):
+    with pytest.raises(ModelFileError, match=r"not an edge-pcam patch classifier \(its serving_default inputs are "
+                                             r"features; expected image\)"):
         load_model(fake)
+
+
+def test_tensors_are_found_by_signature_name_and_a_file_without_one_is_refused(tmp_path, monkeypatch):
+    from edge_pcam.runtime.flatbuffer import signatures
+
+    model = load_model(INT8, threads=1)
+    names = signatures(model_bytes(INT8.read_bytes()))["serving_default"]["outputs"]
+    assert model._prob["index"] == names["probability"] and model._feat["index"] == names["features"]
+    # a file whose signature is gone (as early companions were made)
+    raw = bytearray(model_bytes(INT8.read_bytes()))
+    key = raw.find(b"\x0f\x00\x00\x00serving_default")  # the signature key (a 15-byte flatbuffer string)
+    assert key > 0
+    raw[key + 4:key + 19] = b"serving_other__"
+    unsigned = tmp_path / "unsigned.tflite"
+    unsigned.write_bytes(raw_file(bytes(raw), {**metadata_from_bytes(INT8.read_bytes()), "integrity": {
+        "algorithm": "sha256", "model_sha256": __import__("hashlib").sha256(bytes(raw)).hexdigest()}}))
+    with pytest.raises(ModelFileError, match="no serving_default signature"):
+        load_model(unsigned)
+
+
+def test_load_model_runs_the_file_as_written(monkeypatch):
+    seen = []
+    real = interp.open_interpreter
+    monkeypatch.setattr(interp, "open_interpreter", lambda content, *a, **k: seen.append(content) or real(content, *a, **k))
+    load_model(INT8, threads=1)
+    assert seen == [model_bytes(INT8.read_bytes())]
 
 
 def test_edge_tpu_without_libedgetpu_is_a_clear_error():
@@ -161,43 +191,24 @@ def test_bundled_model_missing_is_a_clear_error(tmp_path, monkeypatch):
     assert load_model().path == tmp_path / bundled.DEFAULT_MODEL
 
 
-def _matmul_operand_zero_points(data: bytes) -> list[int]:
-    m = Table.root(data)
-    codes = [max(int(c.scalar(0, "b")), int(c.scalar(3, "i"))) for c in m.tables(1)]
-    sg = m.tables(2)[0]
-    tensors = sg.tables(0)
-    zps = []
-    for op in sg.tables(3):
-        if codes[int(op.scalar(0, "I"))] == BATCH_MATMUL:
-            q = tensors[op.ints(1)[1]].table(4)
-            start, _ = q.vector(3)
-            zps.append(struct.unpack_from("<q", data, start)[0])
-    return zps
-
-
-def test_symmetric_matmul_rewrite_zeroes_the_operands_and_stays_close():
-    data = model_bytes(INT8.read_bytes())
+def test_symmetric_rewrite_zeroes_the_operands_in_place_and_once():
+    """What the exporter applies to int8 files (and `upgrade` to old ones): K/V made symmetric."""
+    data = model_bytes(LEGACY_INT8.read_bytes())
+    assert any(z != 0 for z in matmul_operand_zero_points(data))
     patched, changed = symmetric_matmul_operands(data)
-    assert len(patched) == len(data)
-    assert all(z == 0 for z in _matmul_operand_zero_points(patched))
-    if changed:
-        assert any(z != 0 for z in _matmul_operand_zero_points(data))
+    assert changed == 4 and len(patched) == len(data)  # K and V, each through its RESHAPE
+    assert matmul_operand_zero_points(patched) == [0, 0]
     again, changed_again = symmetric_matmul_operands(patched)
     assert changed_again == 0 and again == patched
-    # the file as converted and as run give nearly the same probabilities
-    x = _patches(8, seed=3)
-    as_run = load_model(INT8, threads=1).predict(x)
-    as_converted = load_model(INT8, threads=1, as_converted=True).predict(x)
-    assert np.abs(as_run - as_converted).max() <= 8 / 256
+    assert matmul_operand_zero_points(model_bytes(INT8.read_bytes())) == [0, 0]  # the fixture as written
 
 
 @pytest.mark.skipif(not HAVE_LITERT, reason="ai-edge-litert not installed here")
 def test_litert_runs_the_attention_products_in_xnnpack(model):
-    """The performance fix: no BATCH_MATMUL left to the builtin kernels (see symmetric_matmul)."""
+    """Why the quantization is settled at export: XNNPACK refuses an asymmetric second operand."""
     assert _builtin_matmuls(model._interpreter) == 0
-    if _matmul_operand_zero_points(model_bytes(INT8.read_bytes())) != [0, 0]:  # the file as converted
-        as_converted = load_model(INT8, runtime="litert", threads=2, as_converted=True)
-        assert _builtin_matmuls(as_converted._interpreter) > 0
+    legacy = interp.open_interpreter(model_bytes(LEGACY_INT8.read_bytes()), resolve_runtime("litert"), 2)
+    assert _builtin_matmuls(legacy) > 0
 
 
 def _builtin_matmuls(it) -> int:

@@ -38,9 +38,6 @@ WORKSTATION = ("edge_pcam.export", "edge_pcam.training", "edge_pcam.data", "edge
 # The one TensorFlow import the runtime may hold: `--runtime tf` runs a file with tf.lite's interpreter when a
 # user asks for it (never by default), imported inside a function so the module loads without TensorFlow.
 OPT_IN_TF = {"interpreter.py": "tensorflow"}
-# TensorFlow Datasets' reader is being moved to the workstation side (issue 15 item 6, branch h7-workstation).
-# Until that move is merged its module is exempt; once the file is gone the test says to delete this line.
-MOVING_OUT = {"datasets/tfds.py": "moves to the workstation side (issue 15 item 6)"}
 
 # Runs one device command (or only the imports) with nothing blocked, then reports what got loaded.
 PROGRAM = r"""
@@ -163,15 +160,8 @@ def test_runtime_sources_never_import_tensorflow_or_the_workstation_side():
     assert len(files) > 20
     problems = []
     for path in files:
-        rel = path.relative_to(RUNTIME_DIR).as_posix()
-        if rel in MOVING_OUT:
-            continue
-        problems += forbidden_imports(path.read_text(encoding="utf-8"), rel)
+        problems += forbidden_imports(path.read_text(encoding="utf-8"), path.relative_to(RUNTIME_DIR).as_posix())
     assert problems == [], "\n".join(problems)
-    for rel, why in MOVING_OUT.items():
-        assert (RUNTIME_DIR / rel).is_file(), f"runtime/{rel} has moved ({why}): delete its MOVING_OUT exemption"
-        assert forbidden_imports((RUNTIME_DIR / rel).read_text(encoding="utf-8"), rel), \
-            f"runtime/{rel} no longer imports TensorFlow: drop its exemption"
 
 
 def test_the_import_check_sees_hidden_imports():

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.metadata import read_metadata, with_metadata
-from edge_pcam.runtime.scan import LOG_GROUP, TileLog, find_batched_variant, plan_geometry, scan_slide, top_tiles
+from edge_pcam.runtime.scan import scan_slide
+from edge_pcam.runtime.scan.geometry import plan_geometry
+from edge_pcam.runtime.scan.inference import LOG_GROUP, find_batched_variant
+from edge_pcam.runtime.scan.report import top_tiles
 from edge_pcam.runtime.slide import open_slide
 from edge_pcam.runtime.synthetic_slide import write_synthetic_slide
 
@@ -160,15 +162,15 @@ def test_scan_of_a_40x_slide_reads_level_2_and_explains_top_tiles(small_slide, m
         assert geometry.tile_level0 == pytest.approx(384, rel=1e-3)
     calls = []
     report = scan_slide(small_slide.path, tmp_path / "out", model_file, top_k=3, explain=True,
-                        progress=lambda done, total: calls.append((done, total)))
-    assert calls[-1][0] == calls[-1][1] == report["tiles"]["tissue"] > 0
-    assert [e["rank"] for e in report["top_tiles"]] == [1, 2, 3]
-    for entry in report["top_tiles"]:
-        overlay = np.asarray(Image.open(tmp_path / "out" / entry["gradcam"]))
-        tile = np.asarray(Image.open(tmp_path / "out" / entry["image"]))
+                        progress=lambda done, total: calls.append((done, total))).report
+    assert calls[-1][0] == calls[-1][1] == report.tiles.tissue > 0
+    assert [e.rank for e in report.top_tiles] == [1, 2, 3]
+    for entry in report.top_tiles:
+        overlay = np.asarray(Image.open(tmp_path / "out" / entry.gradcam))
+        tile = np.asarray(Image.open(tmp_path / "out" / entry.image))
         assert overlay.shape == tile.shape == (96, 96, 3) and not np.array_equal(overlay, tile)
-    top = report["top_tiles"][0]
-    assert overlaps((top["x"], top["y"]), top["size"], small_slide.tumour)
+    top = report.top_tiles[0]
+    assert overlaps((top.x, top.y), top.size, small_slide.tumour)
 
 
 def test_bad_input_gives_one_line_messages(tmp_path, small_slide, model_file):
@@ -244,21 +246,3 @@ def test_top_tiles_are_distinct_places():
     tied = np.full((5, 5), 0.1, np.float32)
     tied[1:4, 1:4] = 0.9
     assert top_tiles(tied, 1, 96) == [(2, 2)]
-
-
-def test_tile_log_drops_a_line_cut_by_a_kill_and_refuses_other_settings(tmp_path):
-    path = tmp_path / "tiles.csv"
-    log = TileLog(path, {"stride": 96}, (2, 4))
-    log.open()
-    log.append([(0, 1), (0, 2)], [(96, 0), (192, 0)], np.array([0.25, 0.75]))
-    log.close()
-    with open(path, "a") as f:
-        f.write("0,3,288,0,0.5")  # no newline: the process died mid-write
-    again = TileLog(path, {"stride": 96}, (2, 4))
-    again.open()
-    again.close()
-    assert np.argwhere(again.done).tolist() == [[0, 1], [0, 2]]
-    assert again.probabilities[0, 1:3].tolist() == [0.25, 0.75]
-    assert path.read_text().endswith("0.750000\n")
-    with pytest.raises(EdgePcamError, match="other settings"):
-        TileLog(path, {"stride": 48}, (2, 4)).open()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import tifffile
@@ -140,16 +138,6 @@ def test_bad_files_give_one_line_errors(tmp_path, small_slide):
     assert "\n" not in str(exc.value)
     with pytest.raises(DataError, match="no such file"):
         open_slide(tmp_path / "missing.svs")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("tiffslide") is None, reason="tiffslide not installed")
-def test_tiffslide_reader_gives_the_same_pixels(small_slide):
-    with open_slide(small_slide.path) as ours, open_slide(small_slide.path, reader="tiffslide") as theirs:
-        assert theirs.mpp == pytest.approx(ours.mpp, rel=1e-6)
-        assert len(theirs.levels) == len(ours.levels)
-        for level in (0, 2):
-            assert np.array_equal(theirs.read_region(level, 300, 200, 200, 150),
-                                  ours.read_region(level, 300, 200, 200, 150))
 
 
 def test_saturation_and_pcam_background_rule():

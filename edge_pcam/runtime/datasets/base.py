@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_pcam.errors import DataError
+from edge_pcam.runtime.constants import PATCH_SHAPE
 
-PATCH_SHAPE = (96, 96, 3)
 SPLITS = ("train", "valid", "test")
 LABEL_NAMES = ("normal", "tumour")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 from edge_pcam.errors import DataError
 from edge_pcam.runtime.datasets.base import SPLITS
 from edge_pcam.runtime.datasets.progress import ByteProgress, rich_bar
+from edge_pcam.runtime.fileio import commit_file
 
 MANIFEST = "pcam_manifest.json"
 PCAM_PREFIX = "camelyonpatch_level_2_split_"  # left out of progress descriptions
@@ -110,7 +110,7 @@ def download_file(url: str, target: Path, md5: str, size: int | None = None,
     if size is None or offset < size:
         _fetch(url, part, offset, size, progress)
     _check(part, md5, size, url, target, delete=True)
-    os.replace(part, target)
+    commit_file(part, target)
     return Downloaded(target.name, target, status, target.stat().st_size)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from edge_pcam.errors import DataError
 from edge_pcam.runtime.datasets.base import PATCH_SHAPE, SPLITS, PatchDataset, Split
 from edge_pcam.runtime.datasets.progress import ByteProgress, rich_bar
+from edge_pcam.runtime.fileio import commit_file
 
 PREFIX = "camelyonpatch_level_2_split_"
 CHUNK = 1 << 20
@@ -121,7 +122,7 @@ def decompress(gz_path: Path, progress: ByteProgress = rich_bar) -> Path:
         part.unlink()  # the part file is longer than the stream: stale, start again
     else:
         raise DataError(f"{gz_path}: could not decompress to {target}")
-    os.replace(part, target)
+    commit_file(part, target)
     return target
 
 

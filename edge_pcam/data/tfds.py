@@ -1,7 +1,8 @@
-"""`tfds:patch_camelyon`: PCam as prepared by TensorFlow Datasets (workstation only).
+"""`tfds:patch_camelyon`: PCam as prepared by TensorFlow Datasets (workstation side).
 
-TensorFlow Datasets is imported only when this spec is used, so the device
-runtime never needs it. The data must already be prepared (`tfds build
+The runtime's `open_dataset` finds `open_tfds` through the `edge_pcam.data_schemes`
+entry point (pyproject.toml), so the device side never imports this module
+unless a `tfds:` spec is given; TensorFlow Datasets is imported only then. The data must already be prepared (`tfds build
 patch_camelyon`, honouring TFDS_DATA_DIR). Labels are read once without
 decoding images; patches are read in order by a streaming reader (sequential
 batches are fast, arbitrary rows cost a skip through the records), and the

@@ -1,0 +1,135 @@
+"""`scan_slide`: one slide from file to outputs, through the other modules of this package."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_pcam.errors import EdgePcamError
+from edge_pcam.runtime.constants import PCAM_MPP
+from edge_pcam.runtime.fileio import prepare_output_folder
+from edge_pcam.runtime.metadata import sha256_file
+from edge_pcam.runtime.scan.geometry import TILE, ScanGeometry, find_tissue, plan_geometry
+from edge_pcam.runtime.scan.inference import LOG_GROUP, ScanModels, classify_tiles, load_scan_models
+from edge_pcam.runtime.scan.outputs import write_pictures, write_report, write_top_tiles
+from edge_pcam.runtime.scan.report import (REPORT_FILE, ModelInfo, ScanReport, ScanSettings, SlideInfo, TileCounts,
+                                           Timing, top_tiles, tumour_burden)
+from edge_pcam.runtime.scan.store import TILES_FILE, ResumeKey, TileStore, slide_digest
+from edge_pcam.runtime.slide import LEVEL_TOLERANCE, Slide, open_slide
+from edge_pcam.runtime.tissue import SATURATION_THRESHOLD
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ScanResult:
+    """A finished scan in memory: its report and the grids the outputs were drawn from."""
+
+    report: ScanReport
+    probabilities: np.ndarray  # (rows, cols) float32: each tissue tile's P(tumour), NaN elsewhere
+    tissue: np.ndarray  # (rows, cols) bool: the tiles the tissue rule kept
+    folder: Path
+
+
+def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | None = None, *,
+               stride: int = TILE, mpp: float | None = None, batch: int | None = None, top_k: int = 8,
+               explain: bool = False, runtime: str = "auto", threads: int | None = None,
+               device: str | None = None, reader: str = "auto", progress: Progress | None = None) -> ScanResult:
+    """Scan `image` with the .tflite `model` (None: the bundled one) and write the outputs to `out`.
+
+    `batch` picks a batched conversion beside the model with that batch (None:
+    the largest there is); `device` is an Edge TPU for a compiled model (see
+    `load_model`). A tiles.csv in `out` from a killed scan of the same slide
+    (by content), model and grid is resumed; one of anything else is refused.
+    """
+    started = time.perf_counter()
+    if stride < 1:
+        raise EdgePcamError(f"--stride must be at least 1, got {stride}")
+    out = prepare_output_folder(out)
+    slide = open_slide(image, mpp=mpp, reader=reader)
+    try:
+        slide.require_mpp()
+        geometry = plan_geometry(slide, stride)
+        models = load_scan_models(model, runtime, threads, device, batch, explain)
+        digest = slide_digest(slide.path)
+        store = TileStore(out / TILES_FILE, _resume_key(slide, geometry, models, digest))
+        store.check()  # before the tissue mask: a refusal comes at once
+        thumbnail, thumb_mpp, tissue = find_tissue(slide, geometry)
+        store.open(tissue)
+        try:
+            resumed = int(store.done.sum())
+            total = int(tissue.sum())
+            todo = tissue & ~store.done
+            if todo.any():
+                (out / REPORT_FILE).unlink(missing_ok=True)  # scan.json exists only for a complete scan
+            size = max(batch or 1, models.runner.batch, LOG_GROUP)
+            loop = classify_tiles(
+                slide, geometry, todo, models.runner,
+                lambda cells, probs: store.append(cells, [geometry.origin(r, c) for r, c in cells], probs), size,
+                (lambda done: progress(resumed + done, total)) if progress else None)
+        finally:
+            store.close()
+        probabilities = store.probabilities
+        thresholds = models.base.thresholds
+        top = top_tiles(probabilities, top_k, stride)
+        files = {"tiles": TILES_FILE, **write_pictures(slide, geometry, tissue, thumbnail, thumb_mpp, probabilities,
+                                                       thresholds, top, out)}
+        explainer = (models.base, models.companion) if explain else None
+        top_entries = write_top_tiles(slide, geometry, top, probabilities, out, explainer)
+        report = ScanReport(
+            slide=SlideInfo.of(slide, geometry.level, digest),
+            geometry=geometry,
+            settings=ScanSettings(size, top_k, explain, f"max HSV saturation >= {SATURATION_THRESHOLD}", thumb_mpp),
+            model=_model_info(models),
+            tiles=TileCounts(total, loop.tiles, resumed),
+            tumour_burden=tumour_burden(probabilities, thresholds),
+            top_tiles=top_entries,
+            warnings=_warnings(slide, geometry, models, batch, total, store.ignored),
+            timing=Timing(time.perf_counter() - started, loop.seconds, loop.cpu_seconds, loop.inference_seconds,
+                          loop.tiles / loop.seconds if loop.tiles else None),
+            files=files,
+        )
+        write_report(report, out)
+        return ScanResult(report, probabilities, tissue, out)
+    finally:
+        slide.close()
+
+
+def _resume_key(slide: Slide, geometry: ScanGeometry, models: ScanModels, digest: str) -> ResumeKey:
+    """What must be equal for a tiles.csv to be resumed: slide content, model bytes, grid."""
+    settings = {"tile": TILE, "stride": geometry.stride, "mpp": round(geometry.mpp, 6), "level": geometry.level,
+                "grid": [geometry.rows, geometry.cols], "slide_mpp": round(geometry.slide_mpp, 6),
+                "reader": slide.reader}
+    return ResumeKey(slide_digest=digest, slide_bytes=slide.path.stat().st_size,
+                     model_sha256=models.flatbuffer_sha256, settings=settings, slide=str(slide.path.resolve()))
+
+
+def _model_info(models: ScanModels) -> ModelInfo:
+    base, runner = models.base, models.runner
+    return ModelInfo(str(base.path), sha256_file(base.path), base.format, base.thresholds, runner.runtime,
+                     runner.runtime_version, runner.threads, str(runner.path), runner.batch)
+
+
+def _warnings(slide: Slide, geometry: ScanGeometry, models: ScanModels, batch: int | None, tissue: int,
+              ignored: int) -> list[str]:
+    warnings = []
+    base, runner = models.base, models.runner
+    if batch and batch > 1 and runner.batch != batch:
+        warnings.append(f"no conversion with batch {batch} beside {base.path.name}; the interpreter ran "
+                        f"batch {runner.batch} (make one with `edge-pcam convert --batch {batch}`)")
+    level_mpp = slide.level_mpp(geometry.level)
+    if level_mpp > PCAM_MPP * (1 + LEVEL_TOLERANCE):
+        warnings.append(f"the slide's finest level is {level_mpp:.3g} µm/px, coarser than PCam's {PCAM_MPP}: "
+                        "tiles were upsampled and the model sees less detail than it was trained on")
+    if tissue == 0:
+        warnings.append(f"no tissue found: no tile reaches HSV saturation {SATURATION_THRESHOLD} "
+                        "(PCam's background rule); nothing was classified")
+    if ignored:
+        warnings.append(f"{TILES_FILE}: {ignored:,} rows of an earlier run lie outside the tissue mask; "
+                        "they were dropped and do not count")
+    return warnings

@@ -1,0 +1,57 @@
+"""summary.csv: header once, rows whole or not at all after a kill, other columns refused, the scan
+report's fields mapped."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from edge_pcam.errors import EdgePcamError
+from edge_pcam.runtime.summary import SUMMARY_COLUMNS, append_summary_row, read_summary, summary_row_from_report
+
+
+def test_rows_read_back_as_written_with_the_header_once(tmp_path):
+    path = tmp_path / "summary.csv"
+    append_summary_row(path, {"file": "a, b.svs", "status": "ok", "tissue_tiles": 12, "top_probability": 0.912345678,
+                              "seconds": 3.5, "burden_decision": float("nan")})
+    append_summary_row(path, {"file": "c.svs", "status": "c.svs: truncated\n(copy it again)"})
+    append_summary_row(path, {"file": "line\nbreak.svs", "status": "ok"})  # a file name can hold anything
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(SUMMARY_COLUMNS) and len(lines) == 4
+    rows = list(csv.DictReader(lines))  # a plain CSV reader sees the same
+    assert rows == read_summary(path)
+    assert (rows[0]["file"], rows[0]["tissue_tiles"], rows[0]["top_probability"]) == ("a, b.svs", "12", "0.912346")
+    assert rows[0]["burden_decision"] == "" and rows[0]["finished"]
+    assert rows[1]["status"] == "c.svs: truncated (copy it again)"  # one line
+    assert rows[2]["file"] == "line break.svs"
+
+
+def test_a_row_cut_by_a_kill_is_dropped(tmp_path):
+    path = tmp_path / "summary.csv"
+    append_summary_row(path, {"file": "a.svs", "status": "ok"})
+    with open(path, "ab") as f:
+        f.write(b"b.svs,0123,o")  # a kill in the middle of the next row
+    assert [r["file"] for r in read_summary(path)] == ["a.svs"]
+    append_summary_row(path, {"file": "c.svs", "status": "ok"})
+    assert [r["file"] for r in read_summary(path)] == ["a.svs", "c.svs"]
+    assert b"b.svs" not in path.read_bytes()
+
+
+def test_other_columns_are_refused(tmp_path):
+    path = tmp_path / "summary.csv"
+    path.write_text("file,status\nx.svs,ok\n")
+    with pytest.raises(EdgePcamError, match="written with other columns"):
+        append_summary_row(path, {"file": "a.svs", "status": "ok"})
+    assert path.read_text() == "file,status\nx.svs,ok\n"
+    with pytest.raises(ValueError, match="not summary.csv columns"):
+        append_summary_row(tmp_path / "new.csv", {"file": "a.svs", "colour": "red"})
+
+
+def test_fields_from_a_scan_report():
+    report = {"slide": {"reader": "openslide"}, "tiles": {"tissue": 420},
+              "tumour_burden": {"decision": {"fraction": 0.25}, "high_specificity": None},
+              "top_tiles": [{"probability": 0.7}, {"probability": 0.97}], "model": {"sha256": "ab" * 32}}
+    assert summary_row_from_report(report) == {
+        "reader": "openslide", "tissue_tiles": 420, "burden_decision": 0.25, "burden_high_specificity": None,
+        "top_probability": 0.97, "model_sha256": "ab" * 32}
