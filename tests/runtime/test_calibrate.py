@@ -73,10 +73,10 @@ def test_calibrate_writes_a_copy_with_new_thresholds(tmp_path):
     oc = meta["operating_characteristics"]
     assert oc["split"] == "calibration" and LAB in oc["description"]
     assert (oc["n_positive"], oc["n_negative"]) == (int(labels.sum()), int((labels == 0).sum()))
-    for name, t in expected.items():
-        called = probs >= t
+    for name, cut in t.items():
+        called = probs >= cut
         assert oc["points"][name] == pytest.approx({
-            "threshold": t, "tp": int(np.sum(called & (labels == 1))), "fn": int(np.sum(~called & (labels == 1))),
+            "threshold": cut, "tp": int(np.sum(called & (labels == 1))), "fn": int(np.sum(~called & (labels == 1))),
             "fp": int(np.sum(called & (labels == 0))), "tn": int(np.sum(~called & (labels == 0)))})
     assert model_bytes(out.read_bytes()) == model_bytes(original.read_bytes())
     # the copy loads, labels with its new threshold, and finds its companion (copied beside it)
