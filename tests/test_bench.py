@@ -141,15 +141,50 @@ def test_json_has_every_field(report):
                                                            ("int8", "ai-edge-litert"), ("int8", "tf.lite")}
     for row in ok:
         m = row["metrics"]
-        assert m["n"] == data["data"]["n"] and 0 <= m["accuracy"] <= 1 and 0 <= m["auc"] <= 1
+        assert m["n"] == data["data"]["n"]
         assert set(row["operating_points"]) == {"decision", "triage", "high_specificity"}
         assert len(row["roc"]["fpr"]) == len(row["roc"]["tpr"]) >= 2
-        assert row["cold_start"]["seconds"] > 0 and row["cold_start"]["peak_rss_mb"] > 0
-        assert row["ms_per_patch"] > 0 and row["patches_per_s"] > 0
+        # measurements: no value to expect, but a Python process with an interpreter loaded holds more
+        # than 20 MB, and the summary figures come from the fastest thread count's latency
+        assert row["cold_start"]["seconds"] > 0 and row["cold_start"]["peak_rss_mb"] > 20
+        best = min(row["latency"].values(), key=lambda lat: lat["p50_ms"])
+        assert row["ms_per_patch"] == pytest.approx(best["p50_ms"] / best["batch"])
+        assert row["patches_per_s"] == pytest.approx(best["batch"] * 1000.0 / best["mean_ms"])
         for lat in row["latency"].values():
             assert lat["runs"] >= 20 and lat["p50_ms"] <= lat["p95_ms"] and len(lat["samples_ms"]) == lat["runs"]
         if row["runtime"] != "keras":
             assert set(row["latency"]) == {"1", "4"}
+
+
+def _accuracy_and_auc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
+    """By counting: accuracy at 0.5 and AUC as the share of (tumour, normal) pairs ranked right (ties 1/2)."""
+    pos, neg = probs[labels == 1], probs[labels == 0]
+    auc = np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :]))
+    return float(np.mean((probs >= 0.5) == (labels == 1))), float(auc)
+
+
+def test_metrics_match_predictions_made_here(report, models):
+    """Each row's accuracy and AUC equal those of the same file run here, counted here."""
+    from edge_pcam.runtime.datasets import open_dataset
+    from edge_pcam.runtime.interpreter import load_model
+    from edge_pcam.training.modelio import load_model as load_keras
+
+    _, data, _ = report
+    split = open_dataset(DATA).split(data["data"]["split"])
+    images = split.read(np.arange(len(split)))
+    assert data["data"]["n"] == len(split)
+    keras_probs = load_keras(models / "a.h5")(images.astype(np.float32) / 255.0, training=False).numpy().ravel()
+    expected = {"keras": _accuracy_and_auc(split.labels, keras_probs)}
+    for name, runtime in (("b.tflite", "litert"), ("c.tflite", "litert"), ("c.tflite", "tf")):
+        expected[name, runtime] = _accuracy_and_auc(split.labels, load_model(models / name, runtime=runtime)
+                                                    .predict(images))
+    rows = {"keras": _rows(data, format="keras-float")[0], ("b.tflite", "litert"): _rows(data, format="float32",
+            runtime="ai-edge-litert")[0], ("c.tflite", "litert"): _rows(data, format="int8", runtime="ai-edge-litert")[0],
+            ("c.tflite", "tf"): _rows(data, format="int8", runtime="tf.lite")[0]}
+    for key, row in rows.items():
+        accuracy, auc = expected[key]
+        assert row["metrics"]["accuracy"] == pytest.approx(accuracy, abs=1e-9), key
+        assert row["metrics"]["auc"] == pytest.approx(auc, abs=1e-6), key
 
 
 def test_accuracy_agrees_across_runtimes_and_macs_are_counted(report):
@@ -171,13 +206,18 @@ def test_goals_and_device_reference(report):
     assert set(paired["p50_ms"]) == {"int8", "tf.lite", "keras", "ai-edge-litert-raw"}
     assert all(len(v) == paired["rounds"] * paired["calls"] for v in paired["samples_ms"].values())
     assert goals["vs_keras"]["value"] == pytest.approx(paired["p50_ms"]["keras"] / paired["p50_ms"]["int8"])
-    assert goals["vs_keras"]["value"] > 0 and goals["vs_keras"]["met"] in (True, False)
-    assert goals["vs_tf_lite"]["value"] > 0
+    # the documented goals: int8 at least 15x faster than Keras, and no slower than tf.lite
+    assert goals["vs_keras"]["target"] == 15.0 and goals["vs_tf_lite"]["target"] == 1.0
+    assert goals["vs_keras"]["met"] is (goals["vs_keras"]["value"] >= 15.0)
+    assert goals["vs_tf_lite"]["value"] == pytest.approx(paired["p50_ms"]["tf.lite"] / paired["p50_ms"]["int8"])
+    assert goals["vs_tf_lite"]["met"] is (goals["vs_tf_lite"]["value"] >= 1.0)
     raw = goals["vs_raw_litert"]  # the file opened raw in ai-edge-litert, next to edge-pcam's runtime
     assert raw["value"] == pytest.approx(paired["p50_ms"]["int8"] / paired["p50_ms"]["ai-edge-litert-raw"])
+    assert raw["target"] == 0.95 and raw["met"] is (raw["value"] >= 0.95)
     assert "raw ai-edge-litert vs edge-pcam" in md
     assert goals["fraction_of_int8_limit"]["value"] is None  # --no-peak
-    assert goals["cold_start_and_memory"]["tensorflow"]["peak_rss_mb"] > 0
+    assert goals["fraction_of_int8_limit"]["met"] is None and "not measured" in goals["fraction_of_int8_limit"]["detail"]
+    assert goals["cold_start_and_memory"]["tensorflow"]["peak_rss_mb"] > 100  # importing TensorFlow alone takes more
     checks = data["reference"]["checks"]
     assert {c["model"] for c in checks} == {"float32", "float16", "dynamic", "int8"}
     measured = [c for c in checks if c["measured_ms"] is not None]
@@ -192,7 +232,7 @@ def test_peak_probe_counts_its_macs(tmp_path):
     probe = build_fc_probe(tmp_path / "probe.tflite", rows=8, depth=64, width=32)
     peak = measure_peak(probe, threads=1, rounds=2, invokes=3)
     assert peak["macs_per_invoke"] == 8 * 64 * 32
-    assert peak["ops"] == ["FULLY_CONNECTED"] and peak["gmac_per_s"] > 0
+    assert peak["ops"] == ["FULLY_CONNECTED"] and peak["gmac_per_s"] > 0  # a rate: no value to expect
 
 
 def test_bad_arguments_are_one_line_errors(models, tmp_path):

@@ -129,13 +129,15 @@ def test_each_augmentation_does_what_it_says():
     bright = augment_batch(images, seed, Augmentation(**{**off, "brightness": 0.1})).numpy() - x
     shift = bright.reshape(32, -1)
     assert np.allclose(shift, shift[:, :1], atol=1e-6) and np.abs(shift).max() <= 0.1 + 1e-6
-    assert shift[:, 0].std() > 0.01
+    # 32 draws of U(-0.1, 0.1): both directions used, spread like a uniform's (std 0.058)
+    assert shift[:, 0].min() < -0.03 and shift[:, 0].max() > 0.03 and 0.03 < shift[:, 0].std() < 0.09
 
     contrast = augment_batch(images, seed, Augmentation(**{**off, "contrast": (0.8, 1.2)})).numpy()
     assert np.allclose(contrast.mean(axis=(1, 2)), x.mean(axis=(1, 2)), atol=1e-5)
     ratio = (contrast - contrast.mean(axis=(1, 2), keepdims=True)) / (x - x.mean(axis=(1, 2), keepdims=True))
     factors = np.median(ratio.reshape(32, -1), axis=1)
-    assert factors.min() >= 0.8 - 1e-3 and factors.max() <= 1.2 + 1e-3 and factors.std() > 0.02
+    assert factors.min() >= 0.8 - 1e-3 and factors.max() <= 1.2 + 1e-3
+    assert factors.min() < 0.9 and factors.max() > 1.1  # 32 draws of U(0.8, 1.2) reach both ends
 
     same = augment_batch(images, seed, Augmentation(**{**off, "hue": 0.0, "saturation": (1.0, 1.0)})).numpy()
     assert np.allclose(same, x, atol=1e-5)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from threshold_checks import assert_high_specificity, assert_triage, recall_at, specificity_at
+
 from edge_pcam.errors import DataError, EdgePcamError
 from edge_pcam.runtime.calibrate import calibrate, new_thresholds, youden_threshold
 from edge_pcam.runtime.datasets import open_dataset
@@ -29,8 +31,9 @@ def test_youden_threshold_on_a_hand_made_case():
     # no threshold reaches both; the lowest of the tied best is kept
     assert youden_threshold(labels, scores) == pytest.approx(0.35)
     t = new_thresholds(labels, scores)
-    assert binary_metrics(labels, scores, t["triage"])["recall"] >= 0.95
-    assert binary_metrics(labels, scores, t["high_specificity"])["specificity"] >= 0.99
+    assert_triage(labels, scores, t["triage"])
+    assert_high_specificity(labels, scores, t["high_specificity"])
+    assert (t["triage"], t["high_specificity"]) == (0.35, 0.6)  # all four tumours; no normal above
 
 
 def test_calibrate_writes_a_copy_with_new_thresholds(tmp_path):
@@ -49,28 +52,36 @@ def test_calibrate_writes_a_copy_with_new_thresholds(tmp_path):
     ds = open_dataset(LAB)
     labels = np.concatenate([s.labels for s in ds.splits.values()])
     probs = np.concatenate([model.predict(s.read(np.arange(len(s)))) for s in ds.splits.values()])
-    expected = new_thresholds(labels, probs)
     meta = read_metadata(out)
-    assert meta["thresholds"] == pytest.approx(expected)
+    t = meta["thresholds"]
+    assert_triage(labels, probs, t["triage"])
+    assert_high_specificity(labels, probs, t["high_specificity"])
+    # decision: Youden's J (sensitivity + specificity - 1) is at its maximum there, by brute force over
+    # every cut, and no lower cut reaches that maximum
+    def youden(c):
+        return recall_at(labels, probs, c) + specificity_at(labels, probs, c) - 1
+    best = max(youden(c) for c in np.unique(probs))
+    assert youden(t["decision"]) == pytest.approx(best, abs=1e-12)
+    assert all(youden(c) < best - 1e-12 for c in np.unique(probs) if c < t["decision"])
     cal = meta["calibration"]
     assert cal["n"] == len(labels) == report.n and cal["data"] == LAB
     assert cal["before"]["thresholds"] == pytest.approx(read_metadata(original)["thresholds"])
-    assert cal["after"]["metrics"]["triage"]["recall"] >= 0.95
+    assert cal["after"]["metrics"]["triage"]["recall"] == recall_at(labels, probs, t["triage"])
     assert cal["original"]["sha256"] == digest
     assert cal["before"]["metrics"]["decision"]["threshold"] == pytest.approx(model.thresholds["decision"])
     # the counts behind each new operating point, counted here from the probabilities
     oc = meta["operating_characteristics"]
     assert oc["split"] == "calibration" and LAB in oc["description"]
     assert (oc["n_positive"], oc["n_negative"]) == (int(labels.sum()), int((labels == 0).sum()))
-    for name, t in expected.items():
-        called = probs >= t
+    for name, cut in t.items():
+        called = probs >= cut
         assert oc["points"][name] == pytest.approx({
-            "threshold": t, "tp": int(np.sum(called & (labels == 1))), "fn": int(np.sum(~called & (labels == 1))),
+            "threshold": cut, "tp": int(np.sum(called & (labels == 1))), "fn": int(np.sum(~called & (labels == 1))),
             "fp": int(np.sum(called & (labels == 0))), "tn": int(np.sum(~called & (labels == 0)))})
     assert model_bytes(out.read_bytes()) == model_bytes(original.read_bytes())
     # the copy loads, labels with its new threshold, and finds its companion (copied beside it)
     copy = load_model(out)
-    assert copy.thresholds["decision"] == pytest.approx(expected["decision"])
+    assert copy.thresholds == pytest.approx(t)
     assert (out.parent / "tiny_gradcam.tflite").is_file()
 
 

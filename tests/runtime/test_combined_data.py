@@ -98,10 +98,8 @@ def test_source_filter_errors_are_one_line(tmp_path):
         open_dataset(f"{root}?source=lab-a")
 
 
-def test_real_subset_and_extra_join_without_the_hard_negatives(subset_dir):
-    extra = subset_dir.parent / "pcam-extra"
-    if not (extra / "labels.csv").is_file():
-        pytest.skip(f"pcam-extra not found at {extra}")
+def test_real_subset_and_extra_join_without_the_hard_negatives(subset_dir, extra_dir):
+    extra = extra_dir
     with open(extra / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     kept = [r for r in rows if r["source"] != "MartiHan"]

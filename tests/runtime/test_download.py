@@ -132,8 +132,12 @@ def test_packaged_manifest_lists_the_official_files():
     assert "2546921" in manifest.base_url
     assert sorted(f.name for f in manifest.files) == sorted(
         hdf5.file_name(s, a) + ".gz" for s in ("train", "valid", "test") for a in ("x", "y"))
-    assert all(len(f.md5) == 32 and int(f.md5, 16) >= 0 for f in manifest.files)
-    assert len({f.md5 for f in manifest.files}) == 6
+    # the MD5s published with PCam (Zenodo record 2546921; SPEC section 2)
+    official = {"train_x": "1571f514728f59376b705fc836ff4b63", "train_y": "35c2d7259d906cfc8143347bb8e05be7",
+                "valid_x": "d8c2d60d490dbd479f8199bdfa0cf6ec", "valid_y": "60a7035772fbdb7f34eb86d4420cf66a",
+                "test_x": "d5b63470df7cfa627aeec8b9dc0c066e", "test_y": "2b85f58b927af9964a4c15b8f7e8f179"}
+    assert {f.name: f.md5 for f in manifest.files} == {
+        hdf5.file_name(*key.split("_")) + ".gz": md5 for key, md5 in official.items()}
 
 
 def _cli(*args):

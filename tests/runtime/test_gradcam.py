@@ -1,5 +1,9 @@
 """Device Grad-CAM: files written, same maps and labels as ai-edge-litert's golden ones, companion checks,
-and (with TensorFlow) fidelity to TensorFlow's Grad-CAM of the same Keras model."""
+and (with TensorFlow) fidelity to Grad-CAM computed in TensorFlow ops on the same Keras model.
+
+Golden maps: identical on the interpreter that wrote them; under tflite-runtime
+(other int8 rounding) within CROSS_INTERPRETER_CAM of them (measured: 0.019 at
+most on the fixture patches)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gradcam_reference import same_interpreter_as_golden, tf_gradcam
+
 from edge_pcam.errors import ModelFileError
 from edge_pcam.runtime.gradcam import gradcam_maps, jet, load_companion, overlay_image, run_gradcam
 from edge_pcam.runtime.interpreter import load_model
@@ -21,18 +27,14 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MODELS = FIXTURES / "models"
 INT8 = MODELS / "tiny_int8.tflite"
 PATCHES = FIXTURES / "patches"
+CROSS_INTERPRETER_CAM = 0.05
+FLOAT32_CAM = 1e-5  # measured: 1.0e-6
+INT8_CAM = 0.02  # measured: 0.0066 (correlation 0.99999)
 
 
 def _rel(pid: str) -> str:
     path, hash_, row = pid.partition("#")
     return Path(path).resolve().relative_to(FIXTURES).as_posix() + hash_ + row
-
-
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
-    if a.std() == 0 or b.std() == 0:
-        return 1.0 if np.allclose(a, b) else 0.0
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,7 @@ def test_gradcam_files_labels_and_maps_match_golden(tmp_path, model):
     index = list(csv.DictReader(open(tmp_path / "cams" / "gradcam.csv", newline="")))
     assert len(index) == len(result.rows) == len(labels)
     stems = set()
+    same = same_interpreter_as_golden(model)
     for row in index:
         key = _rel(row["path"])
         assert row["prediction"] == labels[key], f"{key}: {model.runtime} label differs from ai-edge-litert's"
@@ -56,17 +59,26 @@ def test_gradcam_files_labels_and_maps_match_golden(tmp_path, model):
         heat = Image.open(tmp_path / "cams" / row["heatmap"])
         assert overlay.size == heat.size == (96, 96) and overlay.mode == heat.mode == "RGB"
         cam = np.load(tmp_path / "cams" / row["cam"])
-        assert cam.shape == (12, 12) and cam.min() >= 0 and cam.max() <= 1
-        assert _corr(cam, maps[key]) >= 0.95, key
+        assert cam.shape == (12, 12) and cam.dtype == np.float32
+        if same:
+            np.testing.assert_array_equal(cam, maps[key], err_msg=key)
+        else:
+            np.testing.assert_allclose(cam, maps[key], rtol=0, atol=CROSS_INTERPRETER_CAM, err_msg=key)
         stems.add(row["overlay"])
     assert len(stems) == len(index)  # one file per patch, HDF5 rows included
 
 
 def test_cli_gradcam(tmp_path):
+    import h5py
+    with h5py.File(PATCHES / "pcam_sample_x.h5") as f:
+        rows = len(f["x"])
     proc = subprocess.run([sys.executable, "-m", "edge_pcam", "gradcam", str(PATCHES / "pcam_sample_x.h5"),
                            "--model", str(INT8), "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert len(list((tmp_path / "out").glob("*_overlay.png"))) == len(list((tmp_path / "out").glob("*_cam.npy"))) > 0
+    out = tmp_path / "out"
+    for kind in ("overlay.png", "heatmap.png", "cam.npy"):
+        assert len(list(out.glob(f"*_{kind}"))) == rows, kind
+    assert len((out / "gradcam.csv").read_text().splitlines()) == rows + 1
     assert "Grad-CAM maps" in proc.stderr
 
 
@@ -105,8 +117,8 @@ def test_companion_missing_or_mismatched(tmp_path, model):
 
 @pytest.mark.tf
 def test_fidelity_to_tensorflow_gradcam(tmp_path, model):
-    """Correlation with TensorFlow's Grad-CAM of the same Keras model: >= 0.99 float32, >= 0.9 int8."""
-    from edge_pcam.export.gradcam_companion import keras_gradcam
+    """Against Grad-CAM in TensorFlow ops on the same Keras model: the float32 file (with the companion) to
+    within FLOAT32_CAM per value; the int8 file (features rounded to int8) to within INT8_CAM."""
     from edge_pcam.export.tflite import convert_model
     from edge_pcam.runtime.images import load_patches
     from edge_pcam.runtime.metadata import read_metadata, with_metadata
@@ -115,14 +127,16 @@ def test_fidelity_to_tensorflow_gradcam(tmp_path, model):
     keras_model = load_keras(MODELS / "tiny.h5")
     files = sorted(PATCHES.glob("*.png"))
     x = load_patches(files)
-    reference = keras_gradcam(keras_model, x.astype(np.float32) / 255.0)
+    reference = tf_gradcam(keras_model, x.astype(np.float32) / 255.0)
     meta = {**read_metadata(INT8), "format": "float32", "source": "float",
             "input": {"shape": [1, 96, 96, 3], "dtype": "float32", "scale": None, "zero_point": None,
                       "range": [0, 1]}}
     f32 = tmp_path / "tiny_float32.tflite"
     f32.write_bytes(with_metadata(convert_model(keras_model, "float32"), meta))
     shutil.copy(MODELS / "tiny_gradcam.tflite", tmp_path)
-    for path, floor in ((f32, 0.99), (INT8, 0.9)):
-        m = load_model(path, threads=2)
-        _, cams = gradcam_maps(m, load_companion(m), x)
-        assert _corr(cams, reference) >= floor, f"{m.format}: correlation {_corr(cams, reference):.4f}"
+    m = load_model(f32, threads=2)
+    _, cams = gradcam_maps(m, load_companion(m), x)
+    np.testing.assert_allclose(cams, reference, rtol=0, atol=FLOAT32_CAM)
+    m = load_model(INT8, threads=2)
+    _, cams = gradcam_maps(m, load_companion(m), x)
+    np.testing.assert_allclose(cams, reference, rtol=0, atol=INT8_CAM)

@@ -1,8 +1,12 @@
 """`edge-pcam predict` and runtime.classify: inputs, labels, thresholds, bad files, golden outputs.
 
 Runs in both venvs. The golden file holds ai-edge-litert's results on the
-committed fixtures (tests/fixtures/make_fixtures.py), so under tflite-runtime
-(.venv-tflite) this checks that both interpreters give the same labels.
+committed fixtures (tests/fixtures/make_fixtures.py): on that very interpreter
+and version the probabilities must be identical (to the file's 6 decimals);
+under tflite-runtime (.venv-tflite), whose reference int8 kernels round
+differently from XNNPACK's, the labels must be the same and the probabilities
+within CROSS_INTERPRETER_STEPS steps of the int8 output (measured: at most 5
+over the fixture model's 120 synthetic test patches, 2 at the 95th percentile).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gradcam_reference import same_interpreter_as_golden
+
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.classify import classify, expand_inputs
 from edge_pcam.runtime.interpreter import load_model
@@ -27,6 +33,7 @@ INT8 = FIXTURES / "models" / "tiny_int8.tflite"
 PATCHES = FIXTURES / "patches"
 H5 = PATCHES / "pcam_sample_x.h5"
 INT8_STEP = 1 / 256  # the int8 probability output's resolution
+CROSS_INTERPRETER_STEPS = 6
 
 
 def golden() -> dict[str, tuple[float, str]]:
@@ -56,9 +63,13 @@ def test_same_labels_as_golden_ai_edge_litert(model):
     assert set(got) == set(expected)
     assert any("#" in k for k in got) and any(k.endswith(".jpg") for k in got) and any(k.endswith(".tif") for k in got)
     assert {p.prediction for p in got.values()} == {"normal", "tumour"}
+    same = same_interpreter_as_golden(model)
     for key, (prob, label) in expected.items():
         assert got[key].prediction == label, f"{key}: {model.runtime} says {got[key].prediction}, golden {label}"
-        assert abs(got[key].probability - prob) <= 3 * INT8_STEP, key
+        if same:
+            assert f"{got[key].probability:.6f}" == f"{prob:.6f}", key
+        else:
+            assert abs(got[key].probability - prob) <= CROSS_INTERPRETER_STEPS * INT8_STEP, key
 
 
 def test_cli_writes_csv_and_json_and_names_the_runtime(tmp_path, model):
@@ -68,8 +79,12 @@ def test_cli_writes_csv_and_json_and_names_the_runtime(tmp_path, model):
     assert model.runtime in proc.stderr and "patches" in proc.stderr
     rows = list(csv.DictReader(out_csv.open()))
     assert list(rows[0]) == ["path", "probability", "prediction"]
-    n_h5 = sum(1 for r in rows if "#" in r["path"])
-    assert n_h5 > 0 and all(r["path"].split("#")[0].endswith(".h5") for r in rows if "#" in r["path"])
+    import h5py
+    with h5py.File(H5) as f:
+        n_h5 = len(f["x"])
+    images = [p for p in PATCHES.iterdir() if p.suffix in (".png", ".jpg", ".tif")]
+    assert [r["path"] for r in rows if "#" in r["path"]] == [f"{H5}#{i}" for i in range(n_h5)]
+    assert len(rows) == len(images) + n_h5
     report = json.loads(out_json.read_text())
     assert report["runtime"] == model.runtime and report["n"] == len(rows)
     assert report["threshold_name"] == "decision" and report["threshold"] == model.thresholds["decision"]
