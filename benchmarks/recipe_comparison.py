@@ -80,16 +80,11 @@ def train_all(variants: list[Variant], runs: Path, epochs: int) -> None:
 
 def score(variants: list[Variant], runs: Path, models_out: Path | None, seed: int) -> dict:
     """Valid and tuning figures from each run's metrics.json, and the shift benchmark of every best.h5."""
+    from edge_pcam.bench.shift import run_shift_benchmark
     from edge_pcam.runtime.machine import describe_machine
-    from edge_pcam.bench.shift import load_predictor, shift_benchmark
-    from edge_pcam.runtime.datasets import open_dataset
 
     done = [v for v in variants if (runs / v.name / "metrics.json").is_file()]
-    valid = open_dataset(SUBSET).split("valid")
-    images = valid.read(range(len(valid)))
-    predictors = {v.name: load_predictor(runs / v.name / "best.h5")[0] for v in done}
-    shift = shift_benchmark(predictors, images, valid.labels, seed=seed,
-                            progress=lambda s: print(f"shift {s}", file=sys.stderr, flush=True))
+    shift = run_shift_benchmark({v.name: runs / v.name / "best.h5" for v in done}, SUBSET, "valid", seed, None)
     rows = []
     for v in done:
         m = json.loads((runs / v.name / "metrics.json").read_text())
@@ -106,7 +101,7 @@ def score(variants: list[Variant], runs: Path, models_out: Path | None, seed: in
             target.mkdir(parents=True, exist_ok=True)
             for name in KEPT:
                 shutil.copy2(runs / v.name / name, target / name)
-    return {"rows": rows, "shifts": shift["shifts"], "seed": seed, "n_valid": int(len(valid)),
+    return {"rows": rows, "shifts": shift["shifts"], "seed": seed, "n_valid": shift["n"],
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": describe_machine()}
 
 

@@ -16,70 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_pcam.runtime.machine import describe_machine, package_versions, summary_line  # noqa: E402
-from edge_pcam.bench.shift import IDENTITY, SHIFTS, load_predictor, shift_benchmark  # noqa: E402
-
-PACKAGES = ("tensorflow", "tf-keras", "ai-edge-litert", "numpy", "pillow")
-
-
-def run(models: dict[str, Path], data: str, split: str, seed: int, limit: int | None) -> dict:
-    """Load the split and the models, run every shift, return the results with their provenance."""
-    from edge_pcam.runtime.datasets import open_dataset
-    part = open_dataset(data).split(split)
-    rows = np.arange(len(part))
-    if limit is not None and limit < len(part):  # a random subset (the split's files are sorted by label)
-        rows = np.sort(np.random.default_rng(seed).choice(len(part), limit, replace=False))
-    images, labels = part.read(rows), part.labels[rows]
-    predictors, thresholds = {}, {}
-    for name, path in models.items():
-        predictors[name], thresholds[name] = load_predictor(path)
-    start = time.perf_counter()
-    results = shift_benchmark(predictors, images, labels, thresholds=thresholds, seed=seed,
-                              progress=lambda s: print(f"shift {s}", file=sys.stderr, flush=True))
-    results.update({
-        "data": data, "split": split, "thresholds": thresholds,
-        "model_files": {k: str(v) for k, v in models.items()},
-        "seconds": round(time.perf_counter() - start, 1),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": describe_machine(), "packages": package_versions(PACKAGES),
-    })
-    return results
-
-
-def markdown(results: dict, command: str) -> str:
-    """The report: one row per shift, accuracy and AUC of each model, then the means."""
-    models = list(results["models"])
-    lines = ["# Shift benchmark", "",
-             f"{results['n']} patches of the {results['split']} split of `{results['data']}`, seed {results['seed']}; "
-             f"{results['date']}; {summary_line(results['machine'])}; "
-             + ", ".join(f"{k} {v}" for k, v in results["packages"].items() if v) + ".", "",
-             "Models: " + "; ".join(f"**{m}** `{results['model_files'][m]}` (threshold {results['thresholds'][m]:.3g})"
-                                    for m in models) + ".", "",
-             "| shift | what | " + " | ".join(f"{m} accuracy | {m} AUC" for m in models) + " |",
-             "|---|---|" + "---:|---:|" * len(models)]
-
-    def row(key: str, label: str, what: str) -> str:
-        cells = [f"{100 * results['models'][m][key]['accuracy']:.1f}% | {results['models'][m][key]['auc']:.4f}"
-                 for m in models]
-        return f"| {label} | {what} | " + " | ".join(cells) + " |"
-
-    lines.append(row(IDENTITY, "none", "the split as it is"))
-    lines += [row(s, s, SHIFTS[s].description) for s in results["shifts"]]
-    lines.append(row("mean", "**mean of the shifts**", ""))
-    lines.append("| unshifted minus mean | | " + " | ".join(
-        f"{100 * results['models'][m]['drop']['accuracy']:+.1f} pt | {results['models'][m]['drop']['auc']:+.4f}"
-        for m in models) + " |")
-    lines += ["", f"Took {results['seconds']} s. Regenerate:", "", f"    {command}", ""]
-    return "\n".join(lines)
+from edge_pcam.bench.shift import run_shift_benchmark, shift_report  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not Path(path).is_file():
             parser.error(f"{item}: expected NAME=PATH to an existing .h5 or .tflite file")
         models[name] = Path(path)
-    results = run(models, args.data, args.split, args.seed, args.limit)
+    results = run_shift_benchmark(models, args.data, args.split, args.seed, args.limit)
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/shift.py " + " ".join(argv if argv is not None else sys.argv[1:])
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "report.md").write_text(markdown(results, command))
+    (args.out / "report.md").write_text(shift_report(results, command))
     print(args.out / "report.md")
     return 0
 

@@ -1,0 +1,39 @@
+"""The rule that chooses the shipped int8 file (benchmarks/int8_choice.py; README "Which int8 file ships")."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "int8_choice.py"
+
+
+@pytest.fixture(scope="module")
+def choose():
+    spec = importlib.util.spec_from_file_location("int8_choice", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.choose
+
+
+def row(name, shift, auc, accepted=True):
+    return {"name": name, "accepted": accepted, "shift_mean_accuracy": shift, "valid_auc": auc, "file": name}
+
+
+def test_the_best_shift_mean_among_files_that_pass_the_gate(choose):
+    rows = [row("float32", 0.99, 0.99), row("ptq", 0.850, 0.93), row("qat-2ep", 0.860, 0.92),
+            row("qat-1ep", 0.900, 0.95, accepted=False)]
+    assert choose(rows)["name"] == "qat-2ep"  # not the float reference, not the file that failed its gate
+
+
+def test_under_a_tenth_of_a_point_is_a_tie_decided_by_auc_then_ptq(choose):
+    assert choose([row("ptq", 0.8600, 0.930), row("qat", 0.8609, 0.935)])["name"] == "qat"   # tie: AUC decides
+    assert choose([row("ptq", 0.8600, 0.935), row("qat", 0.8609, 0.930)])["name"] == "ptq"
+    assert choose([row("qat", 0.8609, 0.930), row("ptq", 0.8600, 0.930)])["name"] == "ptq"   # equal AUC: PTQ
+    assert choose([row("ptq", 0.8600, 0.940), row("qat", 0.8611, 0.930)])["name"] == "qat"   # 0.11 pt: no tie
+
+
+def test_no_candidate_when_every_file_fails(choose):
+    assert choose([row("float32", 0.9, 0.9), row("ptq", 0.8, 0.9, accepted=False)]) is None
