@@ -114,8 +114,19 @@ def find_regions(probabilities: np.ndarray, threshold: float, origin: Callable[[
     p = np.asarray(probabilities, np.float64)
     if p.ndim != 2:
         raise ValueError(f"probabilities must be a (rows, cols) grid, got shape {p.shape}")
+    return regions_from_mask(region_mask(p, threshold), p, threshold, origin, tile_level0, stride_level0,
+                             mpp_level0)
+
+
+def regions_from_mask(mask: np.ndarray, probabilities: np.ndarray, threshold: float,
+                      origin: Callable[[int, int], tuple[float, float]], tile_level0: float,
+                      stride_level0: float, mpp_level0: float, min_area_mm2: float = MIN_AREA_MM2
+                      ) -> list[Region]:
+    """Regions of the 8-connected groups of `mask` holding at least `min_area_mm2` of tiles at or above
+    `threshold`, largest diameter first; the other arguments as `find_regions`."""
+    p = np.asarray(probabilities, np.float64)
     cell_mm = stride_level0 * mpp_level0 / 1000
-    min_tiles = math.ceil(round(MIN_AREA_MM2 / cell_mm ** 2, 6))
+    min_tiles = math.ceil(round(min_area_mm2 / cell_mm ** 2, 6))
     x0, y0 = origin(0, 0)
     corner = (x0 + tile_level0 / 2 - stride_level0 / 2, y0 + tile_level0 / 2 - stride_level0 / 2)
 
@@ -123,7 +134,7 @@ def find_regions(probabilities: np.ndarray, threshold: float, origin: Callable[[
         return (corner[0] + point[0] * stride_level0, corner[1] + point[1] * stride_level0)
 
     regions = []
-    for cells in _components(region_mask(p, threshold)):
+    for cells in _components(mask):
         values = p[tuple(np.array(cells).T)]
         if int((values >= threshold).sum()) < min_tiles:
             continue
@@ -134,8 +145,8 @@ def find_regions(probabilities: np.ndarray, threshold: float, origin: Callable[[
         centroid = tuple(float(v) for v in centres.mean(axis=0))
         regions.append(Region(outline=outer[0], holes=holes, centroid=centroid,
                               diameter_mm=_diameter(outer[0]) * mpp_level0 / 1000,
-                              area_mm2=len(cells) * cell_mm ** 2, mean_probability=float(values.mean()),
-                              max_probability=float(values.max()), tiles=len(cells)))
+                              area_mm2=len(cells) * cell_mm ** 2, mean_probability=float(np.nanmean(values)),
+                              max_probability=float(np.nanmax(values)), tiles=len(cells)))
     return sorted(regions, key=lambda r: (-r.diameter_mm, -r.area_mm2))
 
 
