@@ -9,7 +9,7 @@ patches and place per mosaic and seed). Each 96-pixel patch is upsampled 2x (bic
 written as a JPEG-tiled Aperio SVS at 0.486 µm/px (a 20x scan; levels 1, 4 and 16), so the scan reads
 level 0 and resamples to PCam's 0.972 µm/px; with stride 96 each scan tile is one patch again.
 
-Each mosaic is scanned with the bundled int8 model (`scan_slide`, what `edge-pcam scan` runs), and
+Each mosaic is scanned with the bundled int8 model by `edge-pcam scan` (a child process), and
 the slide result is computed from the scan's outputs (tiles.csv, thumbnail.png, the model card) by
 `edge_pcam.runtime.slide_result`, with the tissue QC of `edge_pcam.runtime.tissue` (blur measured on
 the tiles read again from the slide). Truth: the planted block's share of the tiles that pass QC;
@@ -197,10 +197,19 @@ def _largest(regions: list[Any]) -> float:
     return regions[0].diameter_mm if regions else 0.0
 
 
+def scan(svs: Path, out: Path, model: Path | None) -> None:
+    """`edge-pcam scan` in a child process (each scan's interpreter threads and memory end with it)."""
+    import subprocess
+
+    command = [sys.executable, "-m", "edge_pcam", "scan", str(svs), "--out", str(out), "--stride", str(STRIDE)]
+    done = subprocess.run(command + (["--model", str(model)] if model else []), capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"scan of {svs} failed: {done.stderr.strip().splitlines()[-1:]}")
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from edge_pcam.runtime.datasets.spec import open_dataset
     from edge_pcam.runtime.interpreter import load_model
-    from edge_pcam.runtime.scan import scan_slide
 
     split = open_dataset(str(args.data)).split("valid")
     normal, tumour = np.nonzero(split.labels == 0)[0], np.nonzero(split.labels == 1)[0]
@@ -226,7 +235,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         svs, scan_dir = work / f"mosaic_{block}_{seed}.svs", work / f"scan_{block}_{seed}"
         write_svs(svs, image, SLIDE_MPP)
         del image
-        scan_slide(svs, scan_dir, args.model, stride=STRIDE)
+        scan(svs, scan_dir, args.model)
         record = {"seed": seed, **analyse(svs, scan_dir, labels, block, card)}
         np.savez_compressed(work / f"grid_{block}_{seed}.npz", labels=labels,
                             probabilities=read_tiles_csv(scan_dir / "tiles.csv", labels.shape))
@@ -306,7 +315,7 @@ def markdown(result: dict[str, Any]) -> str:
              f"Model: `{card['file']}` ({card['format']}); operating characteristics: {card['rates']}.", "",
              f"Mosaics: {GRID} x {GRID} patches of the valid split of `{result['data']}` (random normal patches, "
              f"a planted square of random tumour patches), written as JPEG-tiled (Q{JPEG_QUALITY}) Aperio SVS at "
-             f"{SLIDE_MPP} µm/px (each patch upsampled {UPSAMPLE}x), scanned by `scan_slide` at stride {STRIDE} "
+             f"{SLIDE_MPP} µm/px (each patch upsampled {UPSAMPLE}x), scanned by `edge-pcam scan` at stride {STRIDE} "
              f"(resampled to 0.972 µm/px); {result['per_size']} mosaics per size, seeds from {result['seed']}. "
              "Truth: the block's share of the tiles that pass tissue QC; its diameter is the square's diagonal.", "",
              "## Chosen method", "",
