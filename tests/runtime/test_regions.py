@@ -66,6 +66,8 @@ def test_isolated_and_small_groups_of_false_positives_are_not_regions():
     p = np.full((20, 20), 0.02)
     p[2, 2] = p[2, 10] = p[15, 4] = 0.99  # isolated
     p[10:12, 14:16] = 0.99  # a 2 x 2 group: too little to tell from chance
+    p[14:19, 10:15] = 0.45  # a patch just below the threshold around 3 confident tiles: smoothing makes
+    p[16, 11:14] = 0.99  # seeds of it, but it holds too few positive tiles to be a region
     assert find_regions(p, 0.5, grid_origin(TILE0), TILE0, TILE0, MPP0) == []
     p[5:8, 5:8] = 0.99  # a 3 x 3 group: a region, 3 tiles across corner to corner
     regions = find_regions(p, 0.5, grid_origin(TILE0), TILE0, TILE0, MPP0)
@@ -117,10 +119,10 @@ def test_diagonal_neighbours_make_one_region_with_one_ring():
 def test_tissue_edge_and_order_by_diameter():
     p = np.full((30, 30), np.nan)  # NaN: not tissue
     p[5:25, 5:25] = 0.02
-    p[5:11, 5:11] = 0.99  # a 6 x 6 block against the tissue's corner
-    p[15:19, 15:19] = 0.99  # a 4 x 4 block inside
+    p[7:11, 15:19] = 0.99  # a 4 x 4 block inside
+    p[19:25, 5:11] = 0.99  # a 6 x 6 block in the tissue's corner, found after the other one
     regions = find_regions(p, 0.5, grid_origin(TILE0), TILE0, TILE0, MPP0)
     assert [r.tiles for r in regions] == [36, 16]
-    assert regions[0].outline[0] == (5 * TILE0, 5 * TILE0)
+    assert regions[0].outline[0] == (5 * TILE0, 19 * TILE0)
     assert regions[0].diameter_mm > regions[1].diameter_mm
     assert regions[0].mean_probability == pytest.approx(0.99)
