@@ -42,7 +42,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_pcam.runtime.burden import OperatingCharacteristics, estimate_burden  # noqa: E402
+from edge_pcam.runtime.burden import (  # noqa: E402
+    OperatingCharacteristics, estimate_burden, operating_characteristics_from_metrics)
 from edge_pcam.runtime.regions import (  # noqa: E402
     find_regions, neighbourhood_mean, region_mask, regions_from_mask, size_category)
 from edge_pcam.runtime.slide_result import slide_result  # noqa: E402
@@ -72,24 +73,8 @@ def default_data() -> Path:
 
 
 def operating_characteristics_of(card: dict[str, Any]) -> OperatingCharacteristics | None:
-    """The card's operating characteristics.
-
-    SWITCH when the model-file branch lands (cards with `operating_characteristics`): return
-    `OperatingCharacteristics.from_card(card)` alone. Until then the bundled card (schema 1) has only
-    `metrics`, whose tp/fn/fp/tn per point come from the same held-out evaluation.
-    """
-    oc = OperatingCharacteristics.from_card(card)
-    if oc is not None or not card.get("metrics"):
-        return oc
-    metrics = card["metrics"]
-    points = {name: {k: metrics[name][k] for k in ("threshold", "tp", "fn", "fp", "tn")}
-              for name in ("triage", "decision", "high_specificity") if name in metrics}
-    first = next(iter(points.values()))
-    validation = card.get("validation") or {}
-    block = {"split": validation.get("split", "valid"),
-             "description": f"{validation.get('data', '?')}, {validation.get('n', '?')} patches (card metrics)",
-             "n_positive": first["tp"] + first["fn"], "n_negative": first["fp"] + first["tn"], "points": points}
-    return OperatingCharacteristics.from_card({"operating_characteristics": block})
+    """The card's operating characteristics; from its `metrics` for schema-1 cards (the bundled one)."""
+    return OperatingCharacteristics.from_card(card) or operating_characteristics_from_metrics(card)
 
 
 def build_mosaic(split: Any, normal: np.ndarray, tumour: np.ndarray, block: int, rng: np.random.Generator
@@ -197,14 +182,29 @@ def _largest(regions: list[Any]) -> float:
     return regions[0].diameter_mm if regions else 0.0
 
 
-def scan(svs: Path, out: Path, model: Path | None) -> None:
-    """`edge-pcam scan` in a child process (each scan's interpreter threads and memory end with it)."""
+def scan(svs: Path, out: Path, model: Path | None, attempts: int = 5) -> None:
+    """`edge-pcam scan` in a child process (each scan's interpreter threads and memory end with it).
+
+    A shared machine can briefly run out of processes or threads: such a failure is retried (the
+    scan resumes from its tiles.csv).
+    """
     import subprocess
 
     command = [sys.executable, "-m", "edge_pcam", "scan", str(svs), "--out", str(out), "--stride", str(STRIDE)]
-    done = subprocess.run(command + (["--model", str(model)] if model else []), capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"scan of {svs} failed: {done.stderr.strip().splitlines()[-1:]}")
+    command += ["--model", str(model)] if model else []
+    done = None
+    for _ in range(attempts):
+        try:
+            done = subprocess.run(command, capture_output=True, text=True)
+        except BlockingIOError:
+            time.sleep(30)
+            continue
+        if done.returncode == 0:
+            return
+        if "new thread" not in done.stderr and "temporarily unavailable" not in done.stderr:
+            break
+        time.sleep(30)
+    sys.exit(f"scan of {svs} failed: {done.stderr.strip().splitlines()[-1:] if done else 'no process'}")
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
