@@ -167,6 +167,9 @@ def analyse(svs: Path, scan_dir: Path, labels: np.ndarray, block: int, card: dic
                for name, (mask, floor) in masks.items()}
     largest["chosen"] = _largest(find_regions(grid, decision, *geo))
     assert math.isclose(largest["chosen"], result.largest_region_mm)
+    bins = np.searchsorted(oc.thresholds, values, side="right")
+    per_class = {name: np.bincount(bins[labels[kept] == label], minlength=len(oc.points) + 1).tolist()
+                 for name, label in (("tumour", 1), ("normal", 0))}
     patch_mm = PATCH * UPSAMPLE * SLIDE_MPP / 1000
     true_diameter = block * math.sqrt(2) * patch_mm
     return {"block": block, "truth": {"burden": truth, "diameter_mm": true_diameter,
@@ -174,7 +177,7 @@ def analyse(svs: Path, scan_dir: Path, labels: np.ndarray, block: int, card: dic
             "tiles": int(kept.sum()), "excluded_tiles": {REASONS[k]: int(((qc.reasons == k) & classified).sum())
                                                          for k in range(1, len(REASONS))},
             "estimates": estimates, "largest_region_mm": largest, "category": result.category,
-            "region_count": result.region_count, "raw_counts": result.raw_counts,
+            "region_count": result.region_count, "raw_counts": result.raw_counts, "bins": per_class,
             "scan_seconds": report["timing"]["wall_seconds"]}
 
 
@@ -230,6 +233,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         if (block, seed) in done:
             records.append(done[block, seed])
             continue
+        mosaic_started = time.perf_counter()
         rng = np.random.default_rng(seed)
         image, labels = build_mosaic(split, normal, tumour, block, rng)
         svs, scan_dir = work / f"mosaic_{block}_{seed}.svs", work / f"scan_{block}_{seed}"
@@ -237,6 +241,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         del image
         scan(svs, scan_dir, args.model)
         record = {"seed": seed, **analyse(svs, scan_dir, labels, block, card)}
+        record["seconds"] = time.perf_counter() - mosaic_started
         np.savez_compressed(work / f"grid_{block}_{seed}.npz", labels=labels,
                             probabilities=read_tiles_csv(scan_dir / "tiles.csv", labels.shape))
         if not args.keep:
@@ -251,6 +256,18 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
               f"largest region {record['largest_region_mm']['chosen']:.2f} mm (truth "
               f"{record['truth']['diameter_mm']:.2f}), {record['category']}; {elapsed / 60:.1f} min", flush=True)
     return records
+
+
+def scanned_rates(records: list[dict[str, Any]], oc: OperatingCharacteristics) -> dict[str, Any]:
+    """Each stored point's TPR and FPR on the card and on the scanned tiles (all mosaics pooled)."""
+    tumour = np.sum([r["bins"]["tumour"] for r in records], axis=0)
+    normal = np.sum([r["bins"]["normal"] for r in records], axis=0)
+    rates = {}
+    for k, p in enumerate(oc.points, start=1):
+        rates[p.name] = {"threshold": p.threshold, "card_tpr": p.tp / oc.n_positive, "card_fpr": p.fp / oc.n_negative,
+                         "scanned_tpr": float(tumour[k:].sum() / tumour.sum()),
+                         "scanned_fpr": float(normal[k:].sum() / normal.sum())}
+    return {"points": rates, "tumour_tiles": int(tumour.sum()), "normal_tiles": int(normal.sum())}
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -333,36 +350,47 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{region['mean_mm']:.2f} [{region['min_mm']:.2f}-{region['max_mm']:.2f}] | {worst_d} "
                      f"| {row['true_category']}: {categories} |")
     lines += ["", "Targets (issue 13): " + "; ".join(f"{k}: {'met' if v else 'NOT met'}"
-                                                  for k, v in result["targets"].items()) + ".", "",
-              "## Burden estimators on the same scans", "",
-              "Mean / worst error in points (coverage of the 95% interval where the method has one).", "",
-              "| estimator | " + " | ".join(f"{b}x{b}" for b in s["sizes"]) + " |",
-              "|---|" + "---:|" * len(s["sizes"])]
-    for name in ESTIMATORS:
-        cells = []
-        for row in s["sizes"].values():
-            e = row["estimators"][name]
-            cells.append(f"{e['mean_error_points']:+.2f} / {e['worst_error_points']:+.2f}"
-                         + (f" ({e['coverage']:.0%})" if "coverage" in e else ""))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "## Region rules on the same scans", "",
-              "Largest region: mean relative diameter error / worst, and mosaics with the right category.", "",
-              "| rule | " + " | ".join(f"{b}x{b}" for b in s["sizes"]) + " |",
-              "|---|" + "---:|" * len(s["sizes"])]
-    for name in REGION_RULES:
-        cells = []
-        for row in s["sizes"].values():
-            r = row["regions"][name]
-            size = ("-" if r["mean_relative_error"] is None
-                    else f"{r['mean_relative_error']:+.0%} / {r['worst_relative_error']:+.0%}, ")
-            cells.append(f"{size if size != '-' else ''}{r['category_right']}/{row['mosaics']} right")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+                                                  for k, v in result["targets"].items()) + "."]
+
+    def estimator_cell(name: str, row: dict[str, Any]) -> str:
+        e = row["estimators"][name]
+        return (f"{e['mean_error_points']:+.2f} / {e['worst_error_points']:+.2f}"
+                + (f" ({e['coverage']:.0%})" if "coverage" in e else ""))
+
+    def rule_cell(name: str, row: dict[str, Any]) -> str:
+        r = row["regions"][name]
+        size = "" if r["mean_relative_error"] is None else (
+            f"{r['mean_relative_error']:+.0%} / {r['worst_relative_error']:+.0%}, ")
+        return f"{size}{r['category_right']}/{row['mosaics']} right"
+
+    lines += comparison("Burden estimators on the same scans", "Mean / worst error in points (coverage of the "
+                        "95% interval where the method has one).", "estimator", ESTIMATORS, s, estimator_cell)
+    lines += comparison("Region rules on the same scans", "Largest region: mean relative diameter error / worst, "
+                        "and mosaics with the right category.", "rule", REGION_RULES, s, rule_cell)
+    rates = s["rates"]
+    lines += ["", "## The model's rates: card against scanned tiles", "",
+              f"True- and false-positive rates at the stored thresholds: on the card (its validation split) and on "
+              f"the scanned mosaics' tiles ({rates['tumour_tiles']:,} tumour, {rates['normal_tiles']:,} normal, "
+              "pooled). A burden estimate is as unbiased as these agree.", "",
+              "| point | threshold | TPR card | TPR scanned | FPR card | FPR scanned |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {p['threshold']:.4g} | {p['card_tpr']:.3f} | {p['scanned_tpr']:.3f} | "
+              f"{p['card_fpr']:.4f} | {p['scanned_fpr']:.4f} |" for name, p in rates["points"].items()]
     ex = s["excluded_tiles"]
     lines += ["", f"Tissue QC on these real patches: of {s['tiles_total']:,} classified tiles, "
               + ", ".join(f"{v} excluded as {k}" for k, v in ex.items()) + ".", "",
               f"Regenerate: `python benchmarks/burden.py --per-size {result['per_size']} --seed {result['seed']}` "
-              f"({result['created']}, {result['minutes']:.0f} min)."]
+              f"({result['created']}; {result['minutes']:.0f} min of building, scanning and analysing mosaics "
+              "on this shared machine)."]
     return "\n".join(lines) + "\n"
+
+
+def comparison(title: str, note: str, what: str, names: tuple[str, ...], summary: dict[str, Any],
+               cell: Any) -> list[str]:
+    """A markdown table: one row per name, one column per planted size, `cell(name, size_row)` in each."""
+    sizes = summary["sizes"]
+    return (["", f"## {title}", "", note, "", f"| {what} | " + " | ".join(f"{b}x{b}" for b in sizes) + " |",
+             "|---|" + "---:|" * len(sizes)]
+            + [f"| {name} | " + " | ".join(cell(name, row) for row in sizes.values()) + " |" for name in names])
 
 
 def main() -> None:
@@ -381,17 +409,17 @@ def main() -> None:
     from edge_pcam.runtime.bundled import default_model_path
     from edge_pcam.runtime.interpreter import load_model
 
-    started = time.perf_counter()
     records = run(args)
     model = load_model(args.model)
     oc = operating_characteristics_of(model.metadata)
     summary = summarise(records)
+    summary["rates"] = scanned_rates(records, oc)
     result = {"machine": describe_machine(), "data": str(args.data), "per_size": args.per_size, "seed": args.seed,
               "model": {"file": (args.model or default_model_path()).name, "format": model.format,
                         "rates": f"{oc.description}, split {oc.split!r}" if oc else "none"},
               "summary": summary, "targets": targets_met(summary), "records": records,
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "minutes": (time.perf_counter() - started) / 60}
+              "minutes": sum(r["seconds"] for r in records) / 60}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "burden.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.results / "burden.md").write_text(markdown(result))
