@@ -154,10 +154,10 @@ class BurdenEstimate:
     points: tuple[str, ...]
     split: str
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"burden": self.burden, "burden_ci": list(self.ci), "method": METHOD, "level": LEVEL,
-                "tiles": self.tiles, "effective_tiles": self.effective_tiles,
-                "operating_points": list(self.points), "rates_from": self.split}
+    @property
+    def method(self) -> str:
+        """How the estimate was made, naming the points and where their counts come from."""
+        return f"{METHOD} ({', '.join(self.points)}; rates from the {self.split} split)"
 
 
 def raw_counts(probabilities: np.ndarray, thresholds: Mapping[str, float | None]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_pcam.runtime.burden import METHOD, OperatingCharacteristics, estimate_burden, raw_counts
+from edge_pcam.runtime.burden import OperatingCharacteristics, estimate_burden, raw_counts
 from edge_pcam.runtime.regions import Region, find_regions, size_category
 from edge_pcam.runtime.tissue import TissueQC
 
@@ -72,7 +72,7 @@ def slide_result(probabilities: np.ndarray, qc: TissueQC, oc: OperatingCharacter
         warnings.append(NO_RATES)
     else:
         estimate = estimate_burden(values, oc, tile_weight=tile_weight)
-        burden, ci, method = estimate.burden, estimate.ci, METHOD
+        burden, ci, method = estimate.burden, estimate.ci, estimate.method
     regions = find_regions(grid, decision, origin, tile_level0, stride_level0, mpp_level0)
     largest = regions[0].diameter_mm if regions else 0.0
     return SlideResult(burden, ci, method, largest, float(sum(r.area_mm2 for r in regions)), len(regions),

@@ -43,6 +43,7 @@ def test_result_fields_and_line():
     assert result.largest_region_mm == pytest.approx(8 * np.sqrt(2) * TILE0 * MPP0 / 1000)
     assert result.tumour_area_mm2 == pytest.approx(64 * CELL_MM2)
     assert result.raw_counts["decision"]["positive_tiles"] == 64 and result.warnings == []
+    assert "rates from the valid split" in result.method
     data = json.loads(json.dumps(result.as_dict()))  # JSON-ready
     assert set(data) >= {"burden", "burden_ci", "method", "largest_region_mm", "tumour_area_mm2", "region_count",
                          "category", "regions", "qc", "raw_counts", "intended_use"}
