@@ -346,7 +346,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"Mosaics: {GRID} x {GRID} patches of the valid split of `{result['data']}` (random normal patches, "
              f"a planted square of random tumour patches), written as JPEG-tiled (Q{JPEG_QUALITY}) Aperio SVS at "
              f"{SLIDE_MPP} µm/px (each patch upsampled {UPSAMPLE}x), scanned by `edge-pcam scan` at stride {STRIDE} "
-             f"(resampled to 0.972 µm/px by area averaging); {result['per_size']} mosaics per size, seeds from {result['seed']}. "
+             f"(resampled to 0.972 µm/px by area averaging); {result['per_size']} mosaics per size, seeds from "
+             f"{result['seed']}. "
              "Truth: the block's share of the tiles that pass tissue QC; its diameter is the square's diagonal.", "",
              "## Chosen method", "",
              "| planted block | truth (mean) | mean error (points) | worst error (points) | 95% CI coverage "
@@ -385,7 +386,8 @@ def markdown(result: dict[str, Any]) -> str:
               f"True- and false-positive rates at the stored thresholds: on the card (its validation split) and on "
               f"the scanned mosaics' tiles ({rates['tumour_tiles']:,} tumour, {rates['normal_tiles']:,} normal, "
               "pooled). A burden estimate is as unbiased as these agree.", "",
-              "| point | threshold | TPR card | TPR scanned | FPR card | FPR scanned |", "|---|---:|---:|---:|---:|---:|"]
+              "| point | threshold | TPR card | TPR scanned | FPR card | FPR scanned |",
+              "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {name} | {p['threshold']:.4g} | {p['card_tpr']:.3f} | {p['scanned_tpr']:.3f} | "
               f"{p['card_fpr']:.4f} | {p['scanned_fpr']:.4f} |" for name, p in rates["points"].items()]
     ex = s["excluded_tiles"]
