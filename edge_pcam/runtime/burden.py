@@ -21,7 +21,7 @@ model says. Chosen on a pilot of benchmarks/burden.py (mosaics of real
 patches, other seeds than the reported run): against adjusted
 classify-and-count at the decision or the high-specificity threshold alone it
 had the smallest mean squared error and the narrowest intervals, at the same
-coverage; the average of the probabilities, even corrected, and the raw count
+coverage; the average of the probabilities and the raw count
 are biased by the false positives (benchmarks/results/burden.md compares them).
 
 Interval: a parametric bootstrap with a fixed seed (the same tiles always give
