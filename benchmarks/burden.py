@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edge_pcam.runtime.burden import (  # noqa: E402
-    OperatingCharacteristics, estimate_burden, mixture_mle, operating_characteristics_from_metrics)
+    OperatingCharacteristics, estimate_burden, mixture_mle)
 from edge_pcam.runtime.regions import (  # noqa: E402
     find_regions, neighbourhood_mean, region_mask, regions_from_mask, size_category)
 from edge_pcam.runtime.slide_result import slide_result  # noqa: E402
@@ -71,11 +71,6 @@ def default_data() -> Path:
         return Path(os.environ["EDGE_PCAM_SUBSET"])
     found = (up / "shared" / "data" / "pcam-subset" for up in REPO.parents)
     return next((p for p in found if p.is_dir()), REPO.parent / "shared" / "data" / "pcam-subset")
-
-
-def operating_characteristics_of(card: dict[str, Any]) -> OperatingCharacteristics | None:
-    """The card's operating characteristics; from its `metrics` for schema-1 cards (the bundled one)."""
-    return OperatingCharacteristics.from_card(card) or operating_characteristics_from_metrics(card)
 
 
 def build_mosaic(split: Any, normal: np.ndarray, tumour: np.ndarray, block: int, rng: np.random.Generator
@@ -125,12 +120,12 @@ def read_tiles_csv(path: Path, shape: tuple[int, int]) -> np.ndarray:
 
 def analyse(svs: Path, scan_dir: Path, labels: np.ndarray, block: int, card: dict[str, Any]) -> dict[str, Any]:
     """Slide result, competing estimators and region rules, against the truth, from one scan's outputs."""
-    from edge_pcam.runtime.scan import TILE, iter_tiles, plan_geometry
+    from edge_pcam.runtime.scan.geometry import TILE, iter_tiles, plan_geometry
     from edge_pcam.runtime.slide import open_slide
 
     report = json.loads((scan_dir / "scan.json").read_text())
     thresholds = report["model"]["thresholds"]
-    oc = operating_characteristics_of(card)
+    oc = OperatingCharacteristics.from_card(card)
     with open_slide(svs) as slide:
         geometry = plan_geometry(slide, STRIDE)
         probabilities = read_tiles_csv(scan_dir / "tiles.csv", (geometry.rows, geometry.cols))
@@ -143,8 +138,7 @@ def analyse(svs: Path, scan_dir: Path, labels: np.ndarray, block: int, card: dic
             focus[tuple(np.array(cells).T)] = sharpness(tiles)
         qc = qc.with_blur(focus < BLUR_RATIO)
         mpp0 = slide.require_mpp()
-    stride0 = STRIDE * geometry.level0_per_scan_pixel
-    geo = (geometry.origin, geometry.tile_level0, stride0, mpp0)
+    geo = (geometry.origin, geometry.tile_level0, geometry.stride_level0, mpp0)
     result = slide_result(probabilities, qc, oc, thresholds, *geo)
 
     classified = np.isfinite(probabilities)
@@ -426,7 +420,7 @@ def main() -> None:
 
     records = run(args)
     model = load_model(args.model)
-    oc = operating_characteristics_of(model.metadata)
+    oc = OperatingCharacteristics.from_card(model.metadata)
     summary = summarise(records)
     summary["rates"] = scanned_rates(records, oc)
     first = json.loads((args.work / f"scan_{records[0]['block']}_{records[0]['seed']}" / "scan.json").read_text())

@@ -48,7 +48,6 @@ import numpy as np
 
 from edge_pcam.errors import ModelFileError
 
-POINT_NAMES = ("triage", "decision", "high_specificity")
 LEVEL = 0.95
 REPLICATES = 2000
 SEED = 0
@@ -125,27 +124,6 @@ class OperatingCharacteristics:
         above_pos = [self.n_positive, *(p.tp for p in self.points), 0]
         above_neg = [self.n_negative, *(p.fp for p in self.points), 0]
         return -np.diff(above_pos).astype(np.float64), -np.diff(above_neg).astype(np.float64)
-
-
-def operating_characteristics_from_metrics(card: Mapping[str, Any]) -> OperatingCharacteristics | None:
-    """SWITCH: a bridge for the tests and benchmarks/burden.py until model cards carry
-    `operating_characteristics` (the model-file branch); delete it then and use `from_card`.
-
-    Schema-1 cards keep tp/fn/fp/tn per stored point in `metrics`, from the held-out evaluation
-    `validation` names: the same counts that block will hold. The scan does not use this: for such
-    files it skips the adjusted burden with a warning, as the card contract says.
-    """
-    metrics = card.get("metrics") or {}
-    points = {name: {k: metrics[name][k] for k in ("threshold", "tp", "fn", "fp", "tn")}
-              for name in POINT_NAMES if name in metrics}
-    if not points:
-        return None
-    first = next(iter(points.values()))
-    validation = card.get("validation") or {}
-    return OperatingCharacteristics.from_card({"operating_characteristics": {
-        "split": validation.get("split", "valid"),
-        "description": f"{validation.get('data', '?')}, {validation.get('n', '?')} patches (card metrics)",
-        "n_positive": first["tp"] + first["fn"], "n_negative": first["fp"] + first["tn"], "points": points}})
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_pcam.runtime.constants import PATCH_SHAPE, PCAM_MPP
+
 PROBABILITY_STEP = 1 / 256
 SEED_MARGIN = 1.0  # log-odds
-PCAM_TILE_MM = 96 * 0.972 / 1000
+PCAM_TILE_MM = PATCH_SHAPE[0] * PCAM_MPP / 1000
 MIN_AREA_MM2 = 8 * PCAM_TILE_MM ** 2
 ITC_MM, MICROMET_MM = 0.2, 2.0  # Camelyon17: ITC <= 0.2 mm < micrometastasis <= 2 mm < macrometastasis
 

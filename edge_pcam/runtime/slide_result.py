@@ -23,7 +23,7 @@ CATEGORY_WORDS = {"itc": "isolated tumour cells size", "micromet": "micrometasta
                   "macromet": "macrometastasis size"}
 NO_RATES = ("the model file stores no operating characteristics (made before they were kept): the adjusted "
             "tumour burden is skipped and the raw counts remain; `edge-pcam calibrate` stores them from your "
-            "own labelled patches")
+            "own labelled patches (`edge-pcam upgrade` from the counts an older card holds)")
 NO_TISSUE = "no tissue left after quality control: burden 0, category negative"
 
 

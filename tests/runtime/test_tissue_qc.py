@@ -123,8 +123,8 @@ def result_of_scan(slide_path: Path, out: Path, card: dict, quality_control: boo
 
     Phase 1 of issue 13: the scan does not compute it yet, so blur is measured on the tiles read again.
     """
-    from edge_pcam.runtime.burden import operating_characteristics_from_metrics
-    from edge_pcam.runtime.scan import TILE, iter_tiles, plan_geometry
+    from edge_pcam.runtime.burden import OperatingCharacteristics
+    from edge_pcam.runtime.scan.geometry import TILE, iter_tiles, plan_geometry
     from edge_pcam.runtime.slide import open_slide
     from edge_pcam.runtime.slide_result import slide_result
 
@@ -146,8 +146,8 @@ def result_of_scan(slide_path: Path, out: Path, card: dict, quality_control: boo
             qc = qc.with_blur(soft)
         else:  # every tile PCam's rule kept
             qc = TissueQC(np.where(np.isfinite(probabilities), TISSUE, BACKGROUND).astype(np.uint8), cell_mm2)
-        return slide_result(probabilities, qc, operating_characteristics_from_metrics(card), card["thresholds"],
-                            geometry.origin, geometry.tile_level0, TILE * geometry.level0_per_scan_pixel,
+        return slide_result(probabilities, qc, OperatingCharacteristics.from_card(card), card["thresholds"],
+                            geometry.origin, geometry.tile_level0, geometry.stride_level0,
                             slide.require_mpp()), report
 
 
