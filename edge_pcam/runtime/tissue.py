@@ -1,17 +1,50 @@
-"""Which scan tiles hold tissue: PCam's own rule on a low-resolution thumbnail.
+"""Which scan tiles hold tissue worth classifying: PCam's own rule, and quality control on top.
 
 PCam kept a patch only when its HSV saturation reached 0.07 somewhere: glass,
 dust-free background and pen-free white areas stay below it, stained tissue
 (eosin pink, haematoxylin purple) is well above. Here the rule is applied to
 the maximum saturation over each tile's footprint on a thumbnail, so deciding
 costs one small image, not a read of the whole slide.
+
+Quality control keeps out of the tissue what the rule lets in and the model
+was never shown, each tile getting one reason (`REASONS`):
+
+- background: no pixel reaches PCam's saturation (empty glass, or white
+  overexposed areas), ink pixels not counted.
+- ink: at least INK_FRACTION of the tile's thumbnail pixels are pen or marker
+  ink. H&E stains lie between purple and pink (hue 255-345 degrees on real
+  PCam patches, none below 240 degrees at saturation 0.25 and above), so blue
+  and green ink are hues 70-240 degrees with saturation >= 0.2; red ink is
+  hue within 15 degrees of red at saturation >= 0.65 (eosin's pink stays
+  under 0.6); black ink, and any near-black debris, has value < 0.2.
+- blur: the tile, at scan scale, has little fine detail for its contrast:
+  variance of the Laplacian over variance of the grey levels below
+  BLUR_RATIO (a sharp tile's fine detail is a large part of its variation, a
+  defocused one's is not, whatever the stain's strength). Measured on tiles
+  the scan reads, so it runs on the batches being classified.
+
+`thumbnail_reasons` needs only the thumbnail the scan reads for its tissue
+mask; `blurred` takes the tiles as they are classified; `TissueQC` holds the
+per-tile reasons and reports the excluded area per reason in mm^2.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 SATURATION_THRESHOLD = 0.07
+REASONS = ("tissue", "background", "ink", "blur")
+TISSUE, BACKGROUND, INK, BLUR = range(len(REASONS))
+INK_FRACTION = 0.05
+BLUE_GREEN_HUE = (70.0, 240.0)  # degrees
+BLUE_GREEN_SATURATION = 0.2
+RED_HUE_REACH = 15.0  # degrees either side of 0
+RED_SATURATION = 0.65
+DARK_VALUE = 0.2  # of 1: black ink and debris
+BLUR_RATIO = 0.03
 
 
 def saturation(rgb: np.ndarray) -> np.ndarray:
@@ -39,15 +72,101 @@ def tile_maximum(values: np.ndarray, rows: int, cols: int, stride: int, tile: in
     Tile (r, c) covers scan pixels [r*stride, r*stride + tile) and likewise for
     columns; `scale` is thumbnail pixels per scan pixel.
     """
+    return _over_footprints(values, rows, cols, stride, tile, scale, np.max)
+
+
+def tile_mean(values: np.ndarray, rows: int, cols: int, stride: int, tile: int, scale: float) -> np.ndarray:
+    """Mean of `values` over each tile's footprint, as `tile_maximum` takes the maximum."""
+    total = _over_footprints(values.astype(np.float64), rows, cols, stride, tile, scale, np.sum)
+    area = _over_footprints(np.ones(values.shape[:2]), rows, cols, stride, tile, scale, np.sum)
+    return total / area
+
+
+def _over_footprints(values: np.ndarray, rows: int, cols: int, stride: int, tile: int, scale: float,
+                     reduce: Any) -> np.ndarray:
     if rows == 0 or cols == 0:
         return np.zeros((rows, cols), values.dtype)
     y0, y1 = footprints(rows, stride, tile, scale, values.shape[0])
     x0, x1 = footprints(cols, stride, tile, scale, values.shape[1])
-    by_col = np.stack([values[:, a:b].max(axis=1) for a, b in zip(x0, x1)], axis=1)
-    return np.stack([by_col[a:b].max(axis=0) for a, b in zip(y0, y1)], axis=0)
+    by_col = np.stack([reduce(values[:, a:b], axis=1) for a, b in zip(x0, x1)], axis=1)
+    return np.stack([reduce(by_col[a:b], axis=0) for a, b in zip(y0, y1)], axis=0)
 
 
 def tissue_tiles(thumbnail: np.ndarray, rows: int, cols: int, stride: int, tile: int, scale: float,
                  threshold: float = SATURATION_THRESHOLD) -> np.ndarray:
     """Boolean (rows, cols): True where a tile's maximum saturation reaches `threshold` (PCam's rule)."""
     return tile_maximum(saturation(thumbnail), rows, cols, stride, tile, scale) >= threshold
+
+
+def hue(rgb: np.ndarray) -> np.ndarray:
+    """HSV hue of uint8 RGB in degrees [0, 360), float32 (0 for greys)."""
+    x = rgb.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    high, low = x.max(axis=-1), x.min(axis=-1)
+    span = np.maximum(high - low, 1e-6)
+    sector = np.where(high == r, ((g - b) / span) % 6, np.where(high == g, (b - r) / span + 2, (r - g) / span + 4))
+    return np.where(high > low, sector * 60, 0).astype(np.float32)
+
+
+def ink_pixels(thumbnail: np.ndarray) -> np.ndarray:
+    """Boolean map of pen or marker ink (blue, green, red, black) on a uint8 RGB thumbnail."""
+    sat, h = saturation(thumbnail), hue(thumbnail)
+    value = thumbnail.max(axis=-1) / 255.0
+    blue_green = (h >= BLUE_GREEN_HUE[0]) & (h < BLUE_GREEN_HUE[1]) & (sat >= BLUE_GREEN_SATURATION)
+    red = ((h < RED_HUE_REACH) | (h >= 360 - RED_HUE_REACH)) & (sat >= RED_SATURATION)
+    return blue_green | red | (value < DARK_VALUE)
+
+
+def thumbnail_reasons(thumbnail: np.ndarray, rows: int, cols: int, stride: int, tile: int,
+                      scale: float) -> np.ndarray:
+    """(rows, cols) uint8 reason per tile from the thumbnail alone: TISSUE, BACKGROUND or INK.
+
+    Arguments as `tissue_tiles`. Ink is left out of PCam's saturation rule, so ink on glass is not tissue.
+    """
+    ink = ink_pixels(thumbnail)
+    clean_saturation = np.where(ink, 0.0, saturation(thumbnail))
+    has_tissue = tile_maximum(clean_saturation, rows, cols, stride, tile, scale) >= SATURATION_THRESHOLD
+    inked = tile_mean(ink, rows, cols, stride, tile, scale) >= INK_FRACTION
+    return np.where(inked, INK, np.where(has_tissue, TISSUE, BACKGROUND)).astype(np.uint8)
+
+
+def sharpness(tiles: np.ndarray) -> np.ndarray:
+    """Per tile of (N, H, W, 3) uint8: variance of the grey Laplacian over variance of grey (0: flat)."""
+    grey = tiles.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    lap = (grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1] + grey[:, 1:-1, :-2] + grey[:, 1:-1, 2:]
+           - 4 * grey[:, 1:-1, 1:-1])
+    spread = grey.reshape(len(tiles), -1).var(axis=1)
+    return np.where(spread > 0, lap.reshape(len(tiles), -1).var(axis=1) / np.maximum(spread, 1e-6), 0.0)
+
+
+def blurred(tiles: np.ndarray) -> np.ndarray:
+    """Boolean per tile: out of focus (sharpness below BLUR_RATIO)."""
+    return sharpness(tiles) < BLUR_RATIO
+
+
+@dataclass(frozen=True)
+class TissueQC:
+    """Per-tile reasons (uint8 codes into REASONS) and the area one grid cell stands for."""
+
+    reasons: np.ndarray
+    cell_mm2: float  # (stride x µm/px of the scan / 1000)^2
+
+    @property
+    def tissue(self) -> np.ndarray:
+        return self.reasons == TISSUE
+
+    def excluded_mm2(self) -> dict[str, float]:
+        """Area kept out of the tissue, per reason (background, ink, blur)."""
+        counts = np.bincount(self.reasons.reshape(-1), minlength=len(REASONS))
+        return {name: float(counts[code] * self.cell_mm2) for code, name in enumerate(REASONS) if code != TISSUE}
+
+    def with_blur(self, cells: np.ndarray) -> TissueQC:
+        """A copy where the tissue tiles marked in the boolean grid `cells` are out of focus."""
+        return TissueQC(np.where(cells & self.tissue, BLUR, self.reasons).astype(np.uint8), self.cell_mm2)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tissue_mm2": float(self.tissue.sum() * self.cell_mm2), "excluded_mm2": self.excluded_mm2(),
+                "tissue_tiles": int(self.tissue.sum()),
+                "rules": {"background": f"no pixel at HSV saturation >= {SATURATION_THRESHOLD} (PCam's rule)",
+                          "ink": f">= {INK_FRACTION:.0%} of the tile's thumbnail pixels blue, green, red or black ink",
+                          "blur": f"Laplacian variance / grey variance < {BLUR_RATIO} at scan scale"}}

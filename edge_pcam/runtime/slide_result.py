@@ -1,0 +1,97 @@
+"""The slide-level result of a scan: tumour burden with its interval, regions in mm, size class, tissue QC.
+
+`slide_result` turns the scan's grid of tile probabilities, the tissue QC and
+the model's operating characteristics into one `SlideResult`; `summary_line`
+says it in one line a person reads. Only tiles that pass QC count: the burden
+is a fraction of them, and regions are found among them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_pcam.runtime.burden import OperatingCharacteristics, estimate_burden, raw_counts
+from edge_pcam.runtime.regions import Region, find_regions, size_category
+from edge_pcam.runtime.tissue import TissueQC
+
+RESEARCH_USE = "research use only"
+CATEGORY_WORDS = {"itc": "isolated tumour cells size", "micromet": "micrometastasis size",
+                  "macromet": "macrometastasis size"}
+NO_RATES = ("the model file stores no operating characteristics (made before they were kept): the adjusted "
+            "tumour burden is skipped and the raw counts remain; `edge-pcam calibrate` stores them from your "
+            "own labelled patches (`edge-pcam upgrade` from the counts an older card holds)")
+NO_TISSUE = "no tissue left after quality control: burden 0, category negative"
+
+
+@dataclass(frozen=True)
+class SlideResult:
+    """What a scan says about the slide as a whole (JSON: `as_dict`)."""
+
+    burden: float | None  # fraction of QC-passed tissue tiles holding tumour; None without rates
+    burden_ci: tuple[float, float] | None
+    method: str | None
+    largest_region_mm: float
+    tumour_area_mm2: float
+    region_count: int
+    category: str
+    regions: list[Region]
+    raw_counts: dict[str, Any]  # tiles at or above the decision / high-specificity thresholds
+    qc: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["burden_ci"] = list(self.burden_ci) if self.burden_ci else None
+        out["regions"] = [{**asdict(r), "category": size_category(r.diameter_mm)} for r in self.regions]
+        out["intended_use"] = RESEARCH_USE
+        return out
+
+
+def slide_result(probabilities: np.ndarray, qc: TissueQC, oc: OperatingCharacteristics | None,
+                 thresholds: Mapping[str, float], origin: Callable[[int, int], tuple[float, float]],
+                 tile_level0: float, stride_level0: float, mpp_level0: float, tile_weight: float = 1.0
+                 ) -> SlideResult:
+    """The slide's result from the (rows, cols) probability grid (NaN: not classified) and its QC.
+
+    `thresholds` are the model's (decision, high_specificity); regions use the decision threshold.
+    `tile_weight` as in `estimate_burden`; the geometry as in `find_regions`.
+    """
+    grid = np.where(qc.tissue, np.asarray(probabilities, np.float64), np.nan)
+    values = grid[np.isfinite(grid)]
+    decision = thresholds.get("decision", 0.5)
+    counts = raw_counts(values, {"decision": decision, "high_specificity": thresholds.get("high_specificity")})
+    warnings = []
+    if not len(values):
+        return SlideResult(0.0, None, None, 0.0, 0.0, 0, "negative", [], counts, qc.as_dict(), [NO_TISSUE])
+    burden = ci = method = None
+    if oc is None:
+        warnings.append(NO_RATES)
+    else:
+        estimate = estimate_burden(values, oc, tile_weight=tile_weight)
+        burden, ci, method = estimate.burden, estimate.ci, estimate.method
+    regions = find_regions(grid, decision, origin, tile_level0, stride_level0, mpp_level0)
+    largest = regions[0].diameter_mm if regions else 0.0
+    return SlideResult(burden, ci, method, largest, float(sum(r.area_mm2 for r in regions)), len(regions),
+                       size_category(largest), regions, counts, qc.as_dict(), warnings)
+
+
+def summary_line(result: SlideResult) -> str:
+    """One line: largest region and its size class, burden and interval, and research use only."""
+    if result.warnings and result.warnings[0] == NO_TISSUE:
+        return f"no tissue found after quality control: nothing to measure; {RESEARCH_USE}"
+    if result.regions:
+        region = f"largest suspicious region {result.largest_region_mm:.2g} mm ({CATEGORY_WORDS[result.category]})"
+    else:
+        region = "no suspicious region"
+    if result.burden is None:
+        decision = result.raw_counts["decision"]
+        burden = (f"tumour burden not estimated (no stored rates; run `edge-pcam calibrate`), "
+                  f"{decision['fraction']:.1%} of tissue tiles at P >= {decision['threshold']:g}")
+    else:
+        low, high = result.burden_ci
+        burden = f"tumour burden {result.burden:.1%} (95% CI {100 * low:.1f}\u2013{100 * high:.1f}%)"
+    return f"{region}; {burden}; {RESEARCH_USE}"

@@ -1,0 +1,90 @@
+"""The slide result: QC-passed tiles only, a model file without stored rates, a slide without tissue,
+and the one line a person reads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_pcam.runtime.burden import OperatingCharacteristics
+from edge_pcam.runtime.slide_result import slide_result, summary_line
+from edge_pcam.runtime.tissue import BACKGROUND, INK, TISSUE, TissueQC
+
+THRESHOLDS = {"decision": 0.5, "high_specificity": 0.95, "triage": 0.25}
+MPP0, TILE0 = 0.486, 192.0
+CELL_MM2 = (TILE0 * MPP0 / 1000) ** 2
+GEOMETRY = (lambda r, c: (c * TILE0, r * TILE0), TILE0, TILE0, MPP0)
+
+
+def card_rates() -> OperatingCharacteristics:
+    points = {"decision": {"threshold": 0.5, "tp": 850, "fn": 150, "fp": 100, "tn": 900},
+              "high_specificity": {"threshold": 0.95, "tp": 400, "fn": 600, "fp": 10, "tn": 990}}
+    return OperatingCharacteristics.from_card({"operating_characteristics": {
+        "split": "valid", "description": "test", "n_positive": 1000, "n_negative": 1000, "points": points}})
+
+
+def slide() -> tuple[np.ndarray, TissueQC]:
+    """24 x 24 tissue tiles: an 8 x 8 tumour block (P 0.97) in normal tissue (P 0.02), glass around."""
+    p = np.full((30, 30), np.nan)
+    p[3:27, 3:27] = 0.02
+    p[6:14, 6:14] = 0.97
+    reasons = np.where(np.isfinite(p), TISSUE, BACKGROUND).astype(np.uint8)
+    return p, TissueQC(reasons, CELL_MM2)
+
+
+def test_result_fields_and_line():
+    p, qc = slide()
+    result = slide_result(p, qc, card_rates(), THRESHOLDS, *GEOMETRY)
+    truth = 64 / 576
+    assert abs(result.burden - truth) < 0.02 and result.burden_ci[0] <= truth <= result.burden_ci[1]
+    assert result.region_count == 1 and result.category == "micromet"
+    assert result.largest_region_mm == pytest.approx(8 * np.sqrt(2) * TILE0 * MPP0 / 1000)
+    assert result.tumour_area_mm2 == pytest.approx(64 * CELL_MM2)
+    assert result.raw_counts["decision"]["positive_tiles"] == 64 and result.warnings == []
+    assert "rates from the valid split" in result.method
+    data = json.loads(json.dumps(result.as_dict()))  # JSON-ready
+    assert set(data) >= {"burden", "burden_ci", "method", "largest_region_mm", "tumour_area_mm2", "region_count",
+                         "category", "regions", "qc", "raw_counts", "intended_use"}
+    assert data["regions"][0]["category"] == "micromet" and len(data["regions"][0]["outline"]) == 5
+    line = summary_line(result)
+    assert line.startswith("largest suspicious region 1.1 mm (micrometastasis size); tumour burden 1")
+    assert "(95% CI " in line and line.endswith("; research use only")
+
+
+def test_only_tiles_passing_qc_count():
+    p, qc = slide()
+    p[20:26, 3:27] = 0.99  # ink the model calls tumour...
+    reasons = qc.reasons.copy()
+    reasons[20:26, 3:27] = INK  # ...kept out by QC
+    result = slide_result(p, TissueQC(reasons, CELL_MM2), card_rates(), THRESHOLDS, *GEOMETRY)
+    assert result.raw_counts["decision"]["positive_tiles"] == 64 and result.region_count == 1
+    assert abs(result.burden - 64 / (576 - 144)) < 0.02
+    assert result.qc["excluded_mm2"]["ink"] == pytest.approx(144 * CELL_MM2)
+
+
+def test_model_without_stored_rates_keeps_raw_counts_and_warns():
+    p, qc = slide()
+    result = slide_result(p, qc, None, THRESHOLDS, *GEOMETRY)
+    assert result.burden is None and result.burden_ci is None and result.method is None
+    assert len(result.warnings) == 1 and "edge-pcam calibrate" in result.warnings[0]
+    assert result.raw_counts["decision"]["fraction"] == pytest.approx(64 / 576) and result.category == "micromet"
+    assert "not estimated" in summary_line(result) and "11.1% of tissue tiles at P >= 0.5" in summary_line(result)
+
+
+def test_slide_without_tissue_is_negative_with_a_warning():
+    p = np.full((10, 10), np.nan)
+    result = slide_result(p, TissueQC(np.full((10, 10), BACKGROUND, np.uint8), CELL_MM2), card_rates(),
+                          THRESHOLDS, *GEOMETRY)
+    assert result.burden == 0.0 and result.category == "negative" and result.regions == []
+    assert len(result.warnings) == 1 and "no tissue" in result.warnings[0]
+    assert summary_line(result).startswith("no tissue found") and summary_line(result).endswith("research use only")
+
+
+def test_negative_slide_line():
+    p, qc = slide()
+    p[6:14, 6:14] = 0.02
+    result = slide_result(p, qc, card_rates(), THRESHOLDS, *GEOMETRY)
+    assert result.category == "negative" and result.burden == 0.0
+    assert summary_line(result).startswith("no suspicious region; tumour burden 0.0% (95% CI 0.0\u2013")
