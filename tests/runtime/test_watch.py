@@ -22,7 +22,9 @@ from watch_support import fake_scan
 
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.summary import read_summary
-from edge_pcam.runtime.watch import EVENTS_FILE, RETRY_SECONDS, Watcher, describe_event, slide_stem
+from edge_pcam.runtime.results import EVENTS_FILE, describe_event
+from edge_pcam.runtime.slide_files import slide_stem
+from edge_pcam.runtime.watch import RETRY_SECONDS, Watcher
 
 SUPPORT = Path(__file__).with_name("watch_support.py")
 SETTLE = 10.0
@@ -183,7 +185,7 @@ def test_an_unreadable_folder_is_logged_once_and_the_rest_goes_on(folders, monke
 def test_one_watcher_per_output_folder_and_a_missing_inbox(folders):
     inbox, out = folders
     w = watcher(inbox, out, Clock())
-    with pytest.raises(EdgePcamError, match="another edge-pcam watch is writing here"):
+    with pytest.raises(EdgePcamError, match="another edge-pcam watch or scan is writing here"):
         watcher(inbox, out, Clock())
     del w
     with pytest.raises(EdgePcamError, match="no such folder"):
