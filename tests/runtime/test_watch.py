@@ -259,6 +259,8 @@ def test_the_command_scans_a_jpeg_svs_with_the_real_scan(folders):
     inbox, out = folders
     write_synthetic_slide(inbox / "slide.svs", 4000, 4000, mpp=0.25, container="svs", compression="jpeg")
     (inbox / "broken.svs").write_bytes(b"not a slide")
+    data = (inbox / "slide.svs").read_bytes()
+    (inbox / "half.svs").write_bytes(data[:len(data) // 2])  # settled, but the copy was cut off
     result = subprocess.run([sys.executable, "-m", "edge_pcam", "watch", str(inbox), "--out", str(out), "--once",
                              "--settle", "0", "--poll", "0.1", "--model", str(model)],
                             capture_output=True, text=True, timeout=300)
@@ -269,5 +271,11 @@ def test_the_command_scans_a_jpeg_svs_with_the_real_scan(folders):
     report = json.loads((out / "slide" / "scan.json").read_text())
     assert rows["slide.svs"]["model_sha256"] == report["model"]["sha256"]
     assert rows["slide.svs"]["sha256"] == hashlib.sha256((inbox / "slide.svs").read_bytes()).hexdigest()
+    assert int(rows["slide.svs"]["tissue_tiles"]) == report["tiles"]["tissue"]
+    assert float(rows["slide.svs"]["top_probability"]) == pytest.approx(report["top_tiles"][0]["probability"],
+                                                                         abs=1e-6)
+    assert sorted(report["files"]) == ["asap_xml", "geojson", "heatmap", "thumbnail", "tiles"]
+    assert all((out / "slide" / name).is_file() for name in report["files"].values())
     assert "not an image or slide" in rows["broken.svs"]["status"]
+    assert "truncated" in rows["half.svs"]["status"] and "\n" not in rows["half.svs"]["status"]
     assert "done slide.svs" in result.stdout and "failed broken.svs" in result.stdout
