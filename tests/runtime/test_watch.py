@@ -279,3 +279,18 @@ def test_the_command_scans_a_jpeg_svs_with_the_real_scan(folders):
     assert "not an image or slide" in rows["broken.svs"]["status"]
     assert "truncated" in rows["half.svs"]["status"] and "\n" not in rows["half.svs"]["status"]
     assert "done slide.svs" in result.stdout and "failed broken.svs" in result.stdout
+
+
+def test_a_slide_renamed_while_its_scan_was_stopped_goes_back_into_its_folder(folders):
+    """The watcher knows a slide by its content: renamed after an interrupted scan, it resumes in its folder."""
+    inbox, out = folders
+    (inbox / "a.svs").write_bytes(b"a slide")
+    child = run_watcher(inbox, out, delay=30)
+    assert wait_for(lambda: (out / EVENTS_FILE).exists() and '"start"' in (out / EVENTS_FILE).read_text())
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=15) == 0, child.stderr.read()
+    os.rename(inbox / "a.svs", inbox / "renamed.svs")
+    again = run_watcher(inbox, out, "--once")
+    assert again.wait(timeout=60) == 0, again.stderr.read()
+    assert [(r["file"], r["out"]) for r in read_summary(out / "summary.csv")] == [("renamed.svs", "a")]
+    assert (out / "a" / "calls.log").read_text().split() == ["7", "7"]  # the same folder, twice
