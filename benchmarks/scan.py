@@ -56,8 +56,9 @@ def make_models(folder: Path, weights: str | None) -> None:
     """Convert the model to int8 at batch 1 and each of BATCHES, with metadata (needs TensorFlow)."""
     import hashlib
 
+    from edge_pcam.export import metadata_writer as mw
     from edge_pcam.export.representative import calibration_batches
-    from edge_pcam.export.tflite import convert_model, input_spec
+    from edge_pcam.export.tflite import convert_model, input_spec, output_details
     from edge_pcam.model import build_model
     from edge_pcam.runtime.datasets.synthetic import open_synthetic
     from edge_pcam.runtime.metadata import with_metadata
@@ -71,7 +72,10 @@ def make_models(folder: Path, weights: str | None) -> None:
     for batch in (1, *BATCHES):
         data = convert_model(model, "int8", batch=batch, representative=calibration_batches(images, batch))
         meta = {"format": "int8", "source": "ptq", "batch": batch, "input": input_spec(data).as_metadata(),
-                "labels": ["normal", "tumour"], "thresholds": {"decision": 0.5, "high_specificity": 0.9},
+                "outputs": {k: mw.output_spec(v) for k, v in output_details(data).items()},
+                "operating_characteristics": mw.unmeasured(),  # throughput only: the weights are not measured
+                "labels": ["normal", "tumour"],
+                "thresholds": {"triage": 0.25, "decision": 0.5, "high_specificity": 0.9},
                 "source_model": {"file": weights or "random initialisation", "sha256": source},
                 "companion": None, "command": "benchmarks/scan.py"}
         name = "bench_int8.tflite" if batch == 1 else f"bench_int8_b{batch}.tflite"
