@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from viewer_support import asap_polygons, check_qupath_properties, check_rfc7946_polygon
+from viewer_support import Region, asap_polygons, check_qupath_properties, check_rfc7946_polygon
 
 from edge_pcam.runtime import exports
 from edge_pcam.runtime.exports import TILES_COLUMNS, Tiles, write_viewer_files
@@ -23,20 +22,6 @@ TILE = 384.0  # level-0 pixels: 96 at 0.972 µm/px on a 0.243 µm/px scan
 ROWS, COLS = 8, 10
 SLIDE = (int(COLS * TILE) - 10, int(ROWS * TILE) + 20)  # the last column's tiles end 10 px past the edge
 THRESHOLD = 0.5
-
-
-@dataclass(frozen=True)
-class Region:
-    """The contract's Region (runtime/regions.py), by hand."""
-
-    outline: list[tuple[float, float]]
-    holes: list[list[tuple[float, float]]]
-    centroid: tuple[float, float]
-    diameter_mm: float
-    area_mm2: float
-    mean_probability: float
-    max_probability: float
-    tiles: int
 
 
 def square(x0, y0, x1, y1, clockwise_on_screen=True):

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from viewer_support import asap_polygons, check_qupath_properties, check_rfc7946_polygon
+from viewer_support import Region, asap_polygons, check_qupath_properties, check_rfc7946_polygon
 
 from edge_pcam.runtime.scan import pipeline, scan_slide
 from edge_pcam.runtime.scan.batch import summary_fields
@@ -23,20 +22,6 @@ from edge_pcam.runtime.synthetic_slide import write_synthetic_slide
 pytest.importorskip("imagecodecs", reason="writes the JPEG tiles")
 MODEL = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "tiny_int8.tflite"
 SIZE = (4100, 3900)  # level-0 pixels at 0.25 µm/px: the grid does not end on the slide's edge
-
-
-@dataclass(frozen=True)
-class Region:
-    """The contract's Region (runtime/regions.py, the slide-result work), by hand."""
-
-    outline: list[tuple[float, float]]
-    holes: list[list[tuple[float, float]]]
-    centroid: tuple[float, float]
-    diameter_mm: float
-    area_mm2: float
-    mean_probability: float
-    max_probability: float
-    tiles: int
 
 
 @pytest.fixture(scope="module")

@@ -233,13 +233,18 @@ def test_killed_at_random_moments_nothing_is_lost_or_done_twice(folders):
     assert all(isinstance(e, dict) for e in events(out))  # every line of the log whole
 
 
-def test_sigterm_stops_a_scan_cleanly_and_the_next_start_takes_it_up(folders):
-    inbox, out = folders
+def stopped_during_a_scan(inbox: Path, out: Path) -> None:
+    """A watcher on `inbox` stopped by SIGTERM while it scans a.svs (a 30-second stand-in scan)."""
     (inbox / "a.svs").write_bytes(b"a slide")
     child = run_watcher(inbox, out, delay=30)
     assert wait_for(lambda: (out / EVENTS_FILE).exists() and '"start"' in (out / EVENTS_FILE).read_text())
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=15) == 0, child.stderr.read()
+
+
+def test_sigterm_stops_a_scan_cleanly_and_the_next_start_takes_it_up(folders):
+    inbox, out = folders
+    stopped_during_a_scan(inbox, out)
     assert [e["event"] for e in events(out)][-2:] == ["interrupted", "stopped"]
     assert events(out)[-1]["reason"] == "SIGTERM"
     assert read_summary(out / "summary.csv") == []
@@ -284,11 +289,7 @@ def test_the_command_scans_a_jpeg_svs_with_the_real_scan(folders):
 def test_a_slide_renamed_while_its_scan_was_stopped_goes_back_into_its_folder(folders):
     """The watcher knows a slide by its content: renamed after an interrupted scan, it resumes in its folder."""
     inbox, out = folders
-    (inbox / "a.svs").write_bytes(b"a slide")
-    child = run_watcher(inbox, out, delay=30)
-    assert wait_for(lambda: (out / EVENTS_FILE).exists() and '"start"' in (out / EVENTS_FILE).read_text())
-    child.send_signal(signal.SIGTERM)
-    assert child.wait(timeout=15) == 0, child.stderr.read()
+    stopped_during_a_scan(inbox, out)
     os.rename(inbox / "a.svs", inbox / "renamed.svs")
     again = run_watcher(inbox, out, "--once")
     assert again.wait(timeout=60) == 0, again.stderr.read()

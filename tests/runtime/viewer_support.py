@@ -1,10 +1,26 @@
-"""Checks of the viewer files against their formats, shared by the exporter's tests and the scan's."""
+"""Checks of the viewer files against their formats, and the contract's Region, shared by the exporter's tests
+and the scan's."""
 
 from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Region:
+    """The contract's Region (runtime/regions.py), by hand."""
+
+    outline: list[tuple[float, float]]
+    holes: list[list[tuple[float, float]]]
+    centroid: tuple[float, float]
+    diameter_mm: float
+    area_mm2: float
+    mean_probability: float
+    max_probability: float
+    tiles: int
 
 
 def shoelace(ring):
