@@ -121,12 +121,15 @@ class ResultsFolder:
         name = self.folder_name(rel, digest, by_content)
         self.event("start", file=rel, sha256=digest, out=name, **start_fields)
         row: dict[str, Any] = {"file": rel, "sha256": digest, "out": name}
+        folder = self.out / name
         started = time.perf_counter()
         try:
-            row.update(scan_one(path, self.out / name))
+            folder.mkdir(exist_ok=True)  # here, so that a full disk is an OSError (the machine's), not the slide's
+            row.update(scan_one(path, folder))
             row["status"] = OK
         except OSError as exc:
             if not record_machine_errors:
+                _remove_if_empty(folder)
                 raise
             row["status"] = one_line(exc)
         except EdgePcamError as exc:
@@ -137,6 +140,8 @@ class ResultsFolder:
         except BaseException:
             self.event("interrupted", file=rel, sha256=digest, seconds=round(time.perf_counter() - started, 2))
             raise
+        if row["status"] != OK:
+            _remove_if_empty(folder)  # a slide that could not be opened leaves no folder behind
         row["seconds"] = round(time.perf_counter() - started, 2)
         self.record(row)
         self.event("done" if row["status"] == OK else "failed", file=rel, sha256=digest, seconds=row["seconds"],
@@ -164,6 +169,13 @@ def output_name(rel: str, digest: str, taken: Collection[str], out: Path) -> str
     stem = slide_stem(rel)
     candidates = itertools.chain([stem, f"{stem}-{digest[:8]}"], (f"{stem}-{digest[:8]}-{n}" for n in itertools.count(2)))
     return next(name for name in candidates if name not in taken and not (out / name).exists())
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (results kept), or gone
+        pass
 
 
 def one_line(exc: BaseException) -> str:

@@ -21,7 +21,7 @@
 
 The scanning itself is injected: `scan_one(slide, out_dir) -> summary fields`
 (`runtime.scan.batch.SlideScanner`, the same step as `edge-pcam scan FOLDER`);
-the results folder (lock, folder names, summary, events) is `runtime.results`'.
+the results folder (lock, folder names, summary, events) is `runtime.results`.
 """
 
 from __future__ import annotations

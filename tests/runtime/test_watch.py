@@ -21,6 +21,7 @@ import pytest
 from watch_support import fake_scan
 
 from edge_pcam.errors import EdgePcamError
+from edge_pcam.runtime.fileio import prepare_output_folder
 from edge_pcam.runtime.summary import read_summary
 from edge_pcam.runtime.results import EVENTS_FILE, describe_event
 from edge_pcam.runtime.slide_files import slide_stem
@@ -158,6 +159,37 @@ def test_a_full_disk_is_retried_later_not_recorded_as_the_slides_failure(folders
     clock.now += RETRY_SECONDS[0]
     w.poll()
     assert [r["status"] for r in read_summary(out / "summary.csv")] == ["ok"] and len(calls) == 2
+
+
+def test_a_disk_too_full_for_the_slides_folder_is_retried(folders, monkeypatch):
+    """The scan turns a folder it cannot create into a one-line error (the slide's failure); the watcher
+    creates the folder first, so a full disk there is the machine's and the slide is tried again."""
+    inbox, out = folders
+    clock = Clock()
+    mkdir = Path.mkdir
+    full = [True]
+
+    def no_space(self, *args, **kwargs):
+        if self.name == "a" and full[0]:
+            full[0] = False
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    def scan(path, out_dir):
+        prepare_output_folder(out_dir)  # what scan_slide does: EdgePcamError if it cannot be written
+        return fake_scan(path, out_dir)
+
+    monkeypatch.setattr(Path, "mkdir", no_space)
+    w = watcher(inbox, out, clock, scan)
+    (inbox / "a.svs").write_bytes(b"slide")
+    w.poll()
+    clock.now += SETTLE + 1
+    w.poll()
+    assert read_summary(out / "summary.csv") == [] and not (out / "a").exists()
+    assert [e["retry_in_seconds"] for e in events(out) if e["event"] == "failed"] == [RETRY_SECONDS[0]]
+    clock.now += RETRY_SECONDS[0] + 1
+    w.poll()
+    assert [(r["status"], r["out"]) for r in read_summary(out / "summary.csv")] == [("ok", "a")]
 
 
 def test_an_unreadable_folder_is_logged_once_and_the_rest_goes_on(folders, monkeypatch):
