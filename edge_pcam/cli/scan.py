@@ -13,7 +13,7 @@ from edge_pcam.cli.options import ModelFile, Out, Runtime
 
 
 def scan(
-    images: Annotated[list[Path], typer.Argument(help="Whole-slide images (SVS, NDPI, MRXS, DICOM, tiled TIFF / "
+    slides: Annotated[list[Path], typer.Argument(help="Whole-slide images (SVS, NDPI, MRXS, DICOM, tiled TIFF / "
                                                       "OME-TIFF, what else OpenSlide reads) or plain TIFF/PNG/JPEG; "
                                                       "or folders of slides (subfolders too).")],
     out_dir: Out,
@@ -64,10 +64,10 @@ def scan(
                                    runtime=runtime, threads=threads, device=device, reader=reader,
                                    progress=update if err.is_terminal else None)  # no bar in logs
     try:
-        if len(images) == 1 and not images[0].is_dir():
-            _scan_one(images[0], out_dir, model, options)
+        if len(slides) == 1 and not slides[0].is_dir():
+            _scan_one(slides[0], out_dir, model, options)
         else:
-            _scan_many(images, out_dir, model, options, announce)
+            _scan_many(slides, out_dir, model, options, announce)
     finally:
         if task is not None:
             bar.stop()

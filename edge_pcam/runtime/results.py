@@ -167,7 +167,8 @@ def output_name(rel: str, digest: str, taken: Collection[str], out: Path) -> str
     """`<stem>` for the slide `rel`, or `<stem>-<digest[:8]>` when another slide has it or `out/<stem>` exists
     (then `-2`, `-3`... if even that is taken): never a folder that exists."""
     stem = slide_stem(rel)
-    candidates = itertools.chain([stem, f"{stem}-{digest[:8]}"], (f"{stem}-{digest[:8]}-{n}" for n in itertools.count(2)))
+    numbered = (f"{stem}-{digest[:8]}-{n}" for n in itertools.count(2))
+    candidates = itertools.chain([stem, f"{stem}-{digest[:8]}"], numbered)
     return next(name for name in candidates if name not in taken and not (out / name).exists())
 
 
