@@ -14,10 +14,11 @@ of 20,000 x 20,000 pixels at 0.25 µm/px (a 40x scan, so the scan resamples from
 0.972), tissue over the middle 70%; the test slide (20,000 x 20,000 at 0.486 µm/px, zlib, tissue in the
 middle fifth: the slide tests/runtime/test_scan.py writes) for the end-to-end wall time.
 
-For each model file: the scan's tile loop (read tiles, resample, cut, classify, append to tiles.csv)
-in tiles/s, from scan.json's `tile_seconds`, and the raw interpreter on the same tiles already in
-memory (`PatchModel.predict`) in tiles/s. Overhead = 1 - scan / raw. Best of REPEATS runs of each,
-interleaved, because the machine is shared.
+For each model file: the scan's tile loop (read tiles, resample, cut, classify, append to the
+progress log) in tiles/s, from scan.json's `tile_seconds`, and the raw interpreter on the same tiles
+already in memory (`PatchModel.predict`) in tiles/s, at the same batch. The goal (issue 12): the scan
+at GOAL or more of the raw interpreter's tiles/s. Best of REPEATS runs of each, interleaved, because
+the machine is shared.
 
 Where the time goes (`profile_stages`, per reader: openslide and tifffile): the same work done one
 stage after the other in one thread, timed by stage: opening the slide, the tissue thumbnail and
@@ -46,6 +47,7 @@ sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results"
 BATCHES = (16, 64)
 REPEATS = 5
+GOAL = 0.90  # the scan's tiles/s over the raw interpreter's, at least
 SLIDE_SIZE = 20_000
 SLIDE_MPP = 0.486  # the test slide
 SVS_MPP = 0.25  # the throughput slide: 40x
@@ -56,8 +58,9 @@ def make_models(folder: Path, weights: str | None) -> None:
     """Convert the model to int8 at batch 1 and each of BATCHES, with metadata (needs TensorFlow)."""
     import hashlib
 
+    from edge_pcam.export import metadata_writer as mw
     from edge_pcam.export.representative import calibration_batches
-    from edge_pcam.export.tflite import convert_model, input_spec
+    from edge_pcam.export.tflite import convert_model, input_spec, output_details
     from edge_pcam.model import build_model
     from edge_pcam.runtime.datasets.synthetic import open_synthetic
     from edge_pcam.runtime.metadata import with_metadata
@@ -71,7 +74,10 @@ def make_models(folder: Path, weights: str | None) -> None:
     for batch in (1, *BATCHES):
         data = convert_model(model, "int8", batch=batch, representative=calibration_batches(images, batch))
         meta = {"format": "int8", "source": "ptq", "batch": batch, "input": input_spec(data).as_metadata(),
-                "labels": ["normal", "tumour"], "thresholds": {"decision": 0.5, "high_specificity": 0.9},
+                "outputs": {k: mw.output_spec(v) for k, v in output_details(data).items()},
+                "operating_characteristics": mw.unmeasured(),  # throughput only: the weights are not measured
+                "labels": ["normal", "tumour"],
+                "thresholds": {"triage": 0.25, "decision": 0.5, "high_specificity": 0.9},
                 "source_model": {"file": weights or "random initialisation", "sha256": source},
                 "companion": None, "command": "benchmarks/scan.py"}
         name = "bench_int8.tflite" if batch == 1 else f"bench_int8_b{batch}.tflite"
@@ -108,18 +114,19 @@ def scan_once(slide_path: Path, model_dir: Path, out: Path) -> dict:
 
 
 class Stopwatch:
-    """Accumulated seconds inside a wrapped method."""
+    """Accumulated wall seconds and CPU seconds of the calling thread inside a wrapped method."""
 
     def __init__(self) -> None:
-        self.seconds = 0.0
+        self.seconds = self.cpu = 0.0
 
     def wrap(self, method):
         def timed(*args, **kwargs):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             try:
                 return method(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - started
+                self.cpu += time.thread_time() - cpu
         return timed
 
 
@@ -142,24 +149,29 @@ def profile_stages(slide_path: Path, model_path: Path, reader: str) -> dict:
         seconds["tissue"] = time.perf_counter() - started
         seconds["tissue_decode"] = decode.seconds
         decode.seconds = 0.0
+        decode.cpu = 0.0
         slide.read_scaled = scaled.wrap(slide.read_scaled)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         tiles = np.concatenate([block for _, block in iter_tiles(slide, geometry, mask)])
-        loop = time.perf_counter() - started
+        loop, loop_cpu = time.perf_counter() - started, time.thread_time() - cpu
         seconds["decode"] = decode.seconds
         seconds["resample"] = scaled.seconds - decode.seconds
         seconds["cut"] = loop - scaled.seconds
+        cpu_ms = {"decode": decode.cpu, "resample": scaled.cpu - decode.cpu, "cut": loop_cpu - scaled.cpu}
         info = {"reader": slide.reader, "reader_version": slide.reader_version(), "level_read": geometry.level,
                 "level_mpp": slide.level_mpp(geometry.level), "scan_mpp": geometry.mpp}
     finally:
         slide.close()
     model = load_model(model_path)
     model.predict(tiles[:model.batch])
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     model.predict(tiles)
     seconds["inference"] = time.perf_counter() - started
+    cpu_ms["inference"] = time.process_time() - cpu
+    cpu_ms = {k: 1000 * v / len(tiles) for k, v in cpu_ms.items()}
     seconds["total"] = sum(v for k, v in seconds.items() if k != "tissue_decode")
     return {**info, "tiles": len(tiles), "model": model_path.name, "batch": model.batch, "seconds": seconds,
+            "cpu_ms_per_tile": cpu_ms,
             "tiles_per_second": {"read_resample_cut": len(tiles) / (loop or 1e-9),
                                  "inference": len(tiles) / seconds["inference"]}}
 
@@ -199,7 +211,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=SLIDE_SIZE, help="side of the throughput SVS in pixels")
     parser.add_argument("--repeats", type=int, default=REPEATS)
     parser.add_argument("--profile-only", action="store_true", help="print where the time goes; write no results")
+    parser.add_argument("--rewrite-report", action="store_true",
+                        help="write scan.md again from the scan.json in --out (no measuring)")
     args = parser.parse_args()
+    if args.rewrite_report:
+        (args.out / "scan.md").write_text(markdown(json.loads((args.out / "scan.json").read_text())))
+        return
 
     from edge_pcam.runtime.machine import describe_machine
     from edge_pcam.runtime.synthetic_slide import write_synthetic_slide
@@ -284,7 +301,7 @@ def main() -> None:
 
 
 def profile_lines(profiles: list[dict]) -> list[str]:
-    """The "where the time goes" table: seconds per stage and reader."""
+    """The "where the time goes" tables: seconds per stage and reader, then CPU milliseconds per tile."""
     stages = ("open", "tissue", "decode", "resample", "cut", "inference", "total")
     lines = ["| reader | level read (µm/px) | tiles | " + " | ".join(f"{s} (s)" for s in stages) +
              " | read+resample+cut tiles/s | inference tiles/s |",
@@ -294,6 +311,14 @@ def profile_lines(profiles: list[dict]) -> list[str]:
         lines.append(f"| {p['reader']} ({p['reader_version']}) | {p['level_read']} ({p['level_mpp']:.3f}) | "
                      f"{p['tiles']:,} | " + " | ".join(f"{s[k]:.2f}" for k in stages) +
                      f" | {p['tiles_per_second']['read_resample_cut']:.0f} | {p['tiles_per_second']['inference']:.0f} |")
+    lines += ["", "CPU milliseconds per tile (the reading stages: CPU time of the one thread doing them; inference: "
+              "of the whole process, every interpreter thread), and reading's CPU as a share of the interpreter's:",
+              "", "| reader | decode | resample | cut | inference | reading / inference |", "|---|---:|---:|---:|---:|---:|"]
+    for p in profiles:
+        c = p["cpu_ms_per_tile"]
+        reading = c["decode"] + c["resample"] + c["cut"]
+        lines.append(f"| {p['reader']} | {c['decode']:.3f} | {c['resample']:.3f} | {c['cut']:.3f} | "
+                     f"{c['inference']:.3f} | {reading / c['inference']:.0%} |")
     return lines
 
 
@@ -314,24 +339,33 @@ def markdown(result: dict) -> str:
         f"Throughput slide: a synthetic Aperio SVS, {rich['size'][0]:,} x {rich['size'][1]:,} pixels at "
         f"{rich['mpp']} µm/px, JPEG tiles of 512, {rich['tiles']:,} tissue tiles, read with {result['scan_reader']} "
         "(the test slide: a zlib TIFF). Scan tiles/s: the tile loop "
-        "(read tiles, resample to 0.972 µm/px, cut, classify, append to tiles.csv); raw: the same "
-        "tiles already in memory through `PatchModel.predict`.",
+        "(read tiles, resample to 0.972 µm/px, cut, classify, append to the progress log); raw: the same "
+        f"tiles already in memory through `PatchModel.predict`, same batch. Goal: the scan at {GOAL:.0%} or more "
+        "of the raw interpreter's tiles/s.",
         "",
-        "| inference file | batch | raw tiles/s | scan tiles/s | overhead (wall) | raw CPU ms/tile | "
-        "scan CPU ms/tile | overhead (CPU) | scan wall (s) | test slide wall (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| inference file | batch | raw tiles/s | scan tiles/s | scan / raw (wall) | overhead (wall) | raw CPU ms/tile | "
+        "scan CPU ms/tile | overhead (CPU) | scan / raw, CPU-bound | scan wall (s) | test slide wall (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
+        ratio, bound = r["scan_tiles_per_second"] / r["raw_tiles_per_second"], 1 / (1 + r["overhead_cpu"])
         lines.append(f"| {r['file']} | {r['batch']} | {r['raw_tiles_per_second']:.0f} | "
-                     f"{r['scan_tiles_per_second']:.0f} | {r['overhead_wall']:+.1%} (median {r['overhead_wall_median']:+.1%}) | "
+                     f"{r['scan_tiles_per_second']:.0f} | {ratio:.0%} | "
+                     f"{r['overhead_wall']:+.1%} (median {r['overhead_wall_median']:+.1%}) | "
                      f"{r['raw_cpu_ms_per_tile']:.2f} | {r['scan_cpu_ms_per_tile']:.2f} | {r['overhead_cpu']:+.1%} | "
+                     f"{bound:.0%} ({'met' if bound >= GOAL else 'not met'}) | "
                      f"{r['scan_wall_seconds']:.1f} | {r['test_slide_wall_seconds']:.2f} |")
     lines += ["", "Overhead (wall): scan tile loop time over raw interpreter time on the same tiles, from the "
               f"quietest of {result['repeats']} back-to-back pairs (median over pairs in brackets). Overhead (CPU): the same "
               "with process CPU time (every thread), median over pairs: what reading, resampling and logging "
               "cost on top of inference, whatever the load. On a loaded machine the wall figure can even be "
               "negative: the scan runs one thread more (the reader) and so gets a larger share of the cores; "
-              "the CPU figure is the one to read there. Scan wall adds opening the slide, the tissue "
+              "the CPU figure is the one to read there. Scan / raw, CPU-bound: 1 / (1 + overhead (CPU)), the "
+              "scan's share of the raw interpreter's tiles/s where the interpreter alone keeps every core busy, "
+              "so that reading cannot hide in idle time (an idle machine whose cores the interpreter's threads "
+              "fill); the goal is judged on it, the wall ratio on a loaded machine being a share of contested "
+              "cores. Where the interpreter leaves CPU idle (fewer threads than cores, an Edge TPU) the reading "
+              "overlaps and the scan comes closer to the raw interpreter. Scan wall adds opening the slide, the tissue "
               "thumbnail, model loading, the heatmap and the top tiles to the tile loop. Test slide: "
               f"{result['slides']['test']['tiles']} tissue tiles of the slide tests/runtime/test_scan.py writes "
               "(zlib tiles), best of the runs, end to end.",

@@ -95,7 +95,7 @@ def write_viewer_files(out: str | os.PathLike, tiles: Tiles, regions: Sequence[R
     write_tiles_csv(out / TILES_CSV, tiles)
     write_geojson(out / GEOJSON_FILE, tiles, regions, threshold, slide_size, object_type, category)
     write_asap_xml(out / ASAP_FILE, regions, slide_size, category)
-    return {"geojson": GEOJSON_FILE, "asap_xml": ASAP_FILE, "tiles": TILES_CSV}
+    return {"tiles": TILES_CSV, "geojson": GEOJSON_FILE, "asap_xml": ASAP_FILE}
 
 
 def write_tiles_csv(path: str | os.PathLike, tiles: Tiles) -> None:

@@ -100,21 +100,6 @@ def read_summary(path: str | os.PathLike) -> list[dict[str, str]]:
     return list(csv.DictReader(lines)) if lines else []
 
 
-def summary_row_from_report(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The summary fields a scan report (scan.json as `scan_slide` returns it) gives."""
-    burden = report.get("tumour_burden", {})
-    top = report.get("top_tiles") or []
-
-    def fraction(name: str) -> float | None:
-        entry = burden.get(name)
-        return entry.get("fraction") if isinstance(entry, Mapping) else None
-
-    return {"reader": report["slide"].get("reader"), "tissue_tiles": report["tiles"]["tissue"],
-            "burden_decision": fraction("decision"), "burden_high_specificity": fraction("high_specificity"),
-            "top_probability": max((t["probability"] for t in top), default=None),
-            "model_sha256": report["model"]["sha256"]}
-
-
 def _check_header(path: str | os.PathLike) -> None:
     lines = read_lines(path)
     if lines and lines[0] != _csv_line(SUMMARY_COLUMNS):

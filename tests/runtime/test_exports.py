@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import csv
 import json
-import math
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from viewer_support import Region, asap_polygons, check_qupath_properties, check_rfc7946_polygon
 
 from edge_pcam.runtime import exports
 from edge_pcam.runtime.exports import TILES_COLUMNS, Tiles, write_viewer_files
@@ -24,20 +22,6 @@ TILE = 384.0  # level-0 pixels: 96 at 0.972 µm/px on a 0.243 µm/px scan
 ROWS, COLS = 8, 10
 SLIDE = (int(COLS * TILE) - 10, int(ROWS * TILE) + 20)  # the last column's tiles end 10 px past the edge
 THRESHOLD = 0.5
-
-
-@dataclass(frozen=True)
-class Region:
-    """The contract's Region (runtime/regions.py), by hand."""
-
-    outline: list[tuple[float, float]]
-    holes: list[list[tuple[float, float]]]
-    centroid: tuple[float, float]
-    diameter_mm: float
-    area_mm2: float
-    mean_probability: float
-    max_probability: float
-    tiles: int
 
 
 def square(x0, y0, x1, y1, clockwise_on_screen=True):
@@ -66,35 +50,6 @@ def scan(tmp_path):
     tiles = Tiles.from_grid(grid, origin, TILE)
     files = write_viewer_files(tmp_path, tiles, [big, small], THRESHOLD, SLIDE, category=lambda d: "micromet")
     return tmp_path, grid, [big, small], files
-
-
-def shoelace(ring):
-    return 0.5 * sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring[:-1], ring[1:]))
-
-
-def check_rfc7946_polygon(geometry, width, height):
-    """RFC 7946 3.1.6: a Polygon is an array of linear rings, each closed with at least four positions,
-    exterior counter-clockwise and holes clockwise; positions are two finite numbers, here inside the slide."""
-    assert geometry["type"] == "Polygon"
-    rings = geometry["coordinates"]
-    assert isinstance(rings, list) and rings
-    for k, ring in enumerate(rings):
-        assert len(ring) >= 4 and ring[0] == ring[-1]
-        for position in ring:
-            assert len(position) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in position)
-            assert 0 <= position[0] <= width and 0 <= position[1] <= height, position
-        assert (shoelace(ring) > 0) == (k == 0), f"ring {k} is wound the wrong way"
-
-
-def check_qupath_properties(properties):
-    """What QuPath's GeoJSON reader takes: objectType, classification {name, color [r, g, b]},
-    measurements as a name -> number object."""
-    assert properties["objectType"] in ("annotation", "tile", "detection")
-    classification = properties["classification"]
-    assert isinstance(classification["name"], str)
-    assert len(classification["color"]) == 3 and all(isinstance(c, int) and 0 <= c <= 255
-                                                      for c in classification["color"])
-    assert all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in properties["measurements"].items())
 
 
 def test_geojson_is_valid_and_holds_every_tile_and_region(scan):
@@ -152,15 +107,7 @@ def test_asap_xml_polygons_equal_the_geojson_regions(scan):
     document = json.loads((out / files["geojson"]).read_text())
     rings = [f["geometry"]["coordinates"] for f in document["features"]
              if f["properties"]["objectType"] == "annotation"]
-    root = ET.parse(out / files["asap_xml"]).getroot()
-    assert root.tag == "ASAP_Annotations"
-    groups = {g.get("Name") for g in root.find("AnnotationGroups")}
-    assert groups == {"Tumor", "Exclusion"}
-    found = {"Tumor": [], "Exclusion": []}
-    for annotation in root.find("Annotations"):
-        assert annotation.get("Type") == "Polygon"
-        points = sorted(annotation.find("Coordinates"), key=lambda c: int(c.get("Order")))
-        found[annotation.get("PartOfGroup")].append([[float(c.get("X")), float(c.get("Y"))] for c in points])
+    found = asap_polygons(out / files["asap_xml"])
     assert found["Tumor"] == [polygon[0][:-1] for polygon in rings]  # ASAP does not repeat the first point
     assert found["Exclusion"] == [hole[:-1] for polygon in rings for hole in polygon[1:]]
 

@@ -3,6 +3,7 @@ resumes after SIGKILL, and one-line messages for bad input."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import signal
@@ -20,6 +21,7 @@ from edge_pcam.runtime.scan import scan_slide
 from edge_pcam.runtime.scan.geometry import plan_geometry
 from edge_pcam.runtime.scan.inference import LOG_GROUP, find_batched_variant
 from edge_pcam.runtime.scan.report import top_tiles
+from edge_pcam.runtime.scan.store import PROGRESS_FILE
 from edge_pcam.runtime.slide import open_slide
 from edge_pcam.runtime.synthetic_slide import write_synthetic_slide
 
@@ -67,9 +69,17 @@ def overlaps(origin, size, box) -> bool:
 
 
 def tile_table(out: Path) -> dict[tuple[int, int], tuple[int, int, float]]:
-    lines = (out / "tiles.csv").read_text().splitlines()[2:]
+    """tiles.csv (plain CSV, header first) as {(row, col): (x, y, probability)}."""
+    rows = list(csv.DictReader((out / "tiles.csv").read_text().splitlines()))
+    table = {(int(r["row"]), int(r["col"])): (int(r["x"]), int(r["y"]), float(r["probability"])) for r in rows}
+    assert len(table) == len(rows), "a tile was written twice"
+    return table
+
+
+def progress_table(out: Path) -> dict[tuple[int, int], tuple[int, int, float]]:
+    """The progress log (key line, header, then row,col,x,y,probability) as tile_table gives tiles.csv."""
     table = {}
-    for line in lines:
+    for line in (out / PROGRESS_FILE).read_text().splitlines()[2:]:
         r, c, x, y, p = line.split(",")
         assert (int(r), int(c)) not in table, "a tile was written twice"
         table[int(r), int(c)] = (int(x), int(y), float(p))
@@ -125,7 +135,7 @@ def test_killed_scan_resumes_without_recomputing_done_tiles(big_slide, model_fil
     command = [sys.executable, "-m", "edge_pcam", "scan", str(big_slide.path), "--out", str(out),
                "--model", str(model_file)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = out / "tiles.csv"
+    log = out / PROGRESS_FILE
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         # Killed as soon as the first group of tiles is on disk (the scan has ~375 to do).
@@ -135,8 +145,8 @@ def test_killed_scan_resumes_without_recomputing_done_tiles(big_slide, model_fil
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the scan ended before it could be killed"
-    assert not (out / "scan.json").exists()
-    before = tile_table(out)
+    assert not (out / "scan.json").exists() and not (out / "tiles.csv").exists()  # outputs come at the end
+    before = progress_table(out)
     assert len(before) >= LOG_GROUP
 
     result = run_cli(big_slide.path, "--out", out, "--model", model_file)
@@ -146,7 +156,7 @@ def test_killed_scan_resumes_without_recomputing_done_tiles(big_slide, model_fil
     assert 0 < tiles["resumed"] == len(before) < tiles["tissue"]
     assert tiles["computed"] == tiles["tissue"] - tiles["resumed"]
     after = tile_table(out)  # also checks that no tile was written twice
-    assert len(after) == tiles["tissue"]
+    assert len(after) == tiles["tissue"] and progress_table(out) == after
     assert all(after[cell] == value for cell, value in before.items())
 
     # Asking again with other settings is refused instead of mixing results.

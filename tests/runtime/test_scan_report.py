@@ -3,6 +3,7 @@ counts what it says."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -15,21 +16,22 @@ from edge_pcam.runtime.synthetic_slide import write_synthetic_slide
 
 MODEL = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "tiny_int8.tflite"
 
-# scan.json as users and scripts read it (edge-pcam 0.1's keys, in order, plus slide.digest).
+# scan.json as users and scripts read it (edge-pcam 0.1's keys, in order, plus the resume key's slide.digest,
+# slide.bytes and model.inference_sha256, and the viewer files).
 LAYOUT = {
     "slide": ["path", "reader", "width", "height", "levels", "mpp", "mpp_source", "level_read", "level_mpp",
-              "digest"],
+              "digest", "bytes"],
     "settings": ["stride", "tile", "mpp", "pcam_mpp", "tile_level0_pixels", "batch", "top_k", "explain",
                  "tissue_rule", "thumbnail_mpp"],
     "model": ["path", "sha256", "format", "thresholds", "runtime", "runtime_version", "threads", "inference_file",
-              "inference_batch"],
+              "inference_batch", "inference_sha256"],
     "tiles": ["grid", "tissue", "computed", "resumed"],
     "tumour_burden": ["decision", "high_specificity", "definition"],
     "top_tiles": None,
     "warnings": None,
     "timing": ["wall_seconds", "tile_seconds", "tile_cpu_seconds", "inference_seconds", "tiles_per_second",
                "definition"],
-    "files": ["tiles", "heatmap", "thumbnail"],
+    "files": ["tiles", "geojson", "asap_xml", "heatmap", "thumbnail"],
     "created": None,
 }
 TOP_TILE_KEYS = ["rank", "row", "col", "probability", "x", "y", "size", "centre", "image", "gradcam"]
@@ -64,8 +66,8 @@ def test_report_reads_back_from_scan_json(scanned):
 
 
 def test_result_grids_match_tiles_csv(scanned):
-    lines = (scanned.folder / "tiles.csv").read_text().splitlines()[2:]
-    cells = {(int(r), int(c)): float(p) for r, c, _, _, p in (line.split(",") for line in lines)}
+    rows = csv.DictReader((scanned.folder / "tiles.csv").read_text().splitlines())
+    cells = {(int(r["row"]), int(r["col"])): float(r["probability"]) for r in rows}
     assert set(map(tuple, np.argwhere(scanned.tissue))) == set(cells)
     assert set(map(tuple, np.argwhere(~np.isnan(scanned.probabilities)))) == set(cells)
     assert all(scanned.probabilities[cell] == np.float32(p) for cell, p in cells.items())

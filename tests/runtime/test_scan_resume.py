@@ -1,7 +1,7 @@
 """A killed scan resumes only on the same slide (by content), model and grid; tile rows outside the
 tissue mask never count.
 
-A kill is simulated by cutting a finished scan's tiles.csv back to its first rows and deleting
+A kill is simulated by cutting a finished scan's progress log back to its first rows and deleting
 scan.json: the state a SIGKILL leaves (test_scan.py kills a real process).
 """
 
@@ -18,7 +18,7 @@ import pytest
 
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.metadata import read_metadata, with_metadata
-from edge_pcam.runtime.scan.store import ResumeKey, TileStore, slide_digest
+from edge_pcam.runtime.scan.store import PROGRESS_FILE, ResumeKey, TileStore, slide_digest
 from edge_pcam.runtime.synthetic_slide import write_synthetic_slide
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
@@ -52,9 +52,9 @@ def killed_scan(slide: Path, out: Path, model: Path, *args) -> list[str]:
     """A finished scan cut back to KEPT_ROWS tile rows, as a kill leaves it; the rows kept."""
     result = scan(slide, out, "--model", model, *args)
     assert result.returncode == 0, result.stderr
-    lines = (out / "tiles.csv").read_text().splitlines()
+    lines = (out / PROGRESS_FILE).read_text().splitlines()
     assert len(lines) > 2 + KEPT_ROWS
-    (out / "tiles.csv").write_text("\n".join(lines[:2 + KEPT_ROWS]) + "\n")
+    (out / PROGRESS_FILE).write_text("\n".join(lines[:2 + KEPT_ROWS]) + "\n")
     (out / "scan.json").unlink()
     return lines[2:2 + KEPT_ROWS]
 
@@ -62,7 +62,7 @@ def killed_scan(slide: Path, out: Path, model: Path, *args) -> list[str]:
 def assert_refused(result: subprocess.CompletedProcess, message: str, out: Path, rows: list[str]) -> None:
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
-    assert (out / "tiles.csv").read_text().splitlines()[2:] == rows  # nothing mixed in, nothing lost
+    assert (out / PROGRESS_FILE).read_text().splitlines()[2:] == rows  # nothing mixed in, nothing lost
     assert not (out / "scan.json").exists()
 
 
@@ -78,7 +78,7 @@ def test_same_slide_model_and_settings_resume(slides, tmp_path):
     report = json.loads((tmp_path / "out" / "scan.json").read_text())
     assert report["tiles"]["resumed"] == KEPT_ROWS
     assert report["tiles"]["computed"] == report["tiles"]["tissue"] - KEPT_ROWS
-    assert (tmp_path / "out" / "tiles.csv").read_text().splitlines()[2:2 + KEPT_ROWS] == rows
+    assert (tmp_path / "out" / PROGRESS_FILE).read_text().splitlines()[2:2 + KEPT_ROWS] == rows
 
 
 def test_another_slide_of_the_same_size_at_the_same_path_is_refused(slides, tmp_path):
@@ -126,12 +126,12 @@ def test_a_tile_row_outside_the_tissue_mask_is_ignored(slides, tmp_path):
     result = scan(slides[0], out, "--model", FIXTURES / "tiny_int8.tflite")
     assert result.returncode == 0, result.stderr
     clean = json.loads((out / "scan.json").read_text())
-    lines = (out / "tiles.csv").read_text().splitlines()
+    lines = (out / PROGRESS_FILE).read_text().splitlines()
     grid = clean["tiles"]["grid"]
     tissue = {tuple(map(int, line.split(",")[:2])) for line in lines[2:]}
     glass = next((r, c) for r in range(grid[0]) for c in range(grid[1]) if (r, c) not in tissue)
     # A certain-tumour row for a glass tile, as a kill between two runs of different versions could leave.
-    (out / "tiles.csv").write_text("\n".join([*lines, f"{glass[0]},{glass[1]},0,0,1.000000"]) + "\n")
+    (out / PROGRESS_FILE).write_text("\n".join([*lines, f"{glass[0]},{glass[1]},0,0,1.000000"]) + "\n")
     (out / "scan.json").unlink()
 
     result = scan(slides[0], out, "--model", FIXTURES / "tiny_int8.tflite")
@@ -142,7 +142,7 @@ def test_a_tile_row_outside_the_tissue_mask_is_ignored(slides, tmp_path):
         assert report["tumour_burden"][point] == clean["tumour_burden"][point]
     assert [t["probability"] for t in report["top_tiles"]] == [t["probability"] for t in clean["top_tiles"]]
     assert any("outside the tissue mask" in w for w in report["warnings"])
-    assert (out / "tiles.csv").read_text().splitlines() == lines  # the row is gone from the file too
+    assert (out / PROGRESS_FILE).read_text().splitlines() == lines  # the row is gone from the file too
 
 
 def key(**changes) -> ResumeKey:
@@ -170,11 +170,11 @@ def write_tiles(path: Path, key_: ResumeKey, rows: list[str], tail: str = "") ->
 
 
 def test_tile_store_keeps_tissue_rows_and_drops_a_line_cut_by_a_kill(tmp_path):
-    path = tmp_path / "tiles.csv"
+    path = tmp_path / PROGRESS_FILE
     tissue = np.array([[False, True, True, True], [False, True, True, False]])
     write_tiles(path, key(), ["0,1,96,0,0.250000", "0,2,192,0,0.750000", "0,0,0,0,0.990000",
                               "1,3,288,96,0.900000"], tail="1,1,96,96,0.5")  # no newline: the process died
-    store = TileStore(path, key())
+    store = TileStore(tmp_path, key())
     store.open(tissue)
     store.append([(1, 2)], [(192, 96)], np.array([0.125]))
     store.close()
@@ -188,22 +188,39 @@ def test_tile_store_keeps_tissue_rows_and_drops_a_line_cut_by_a_kill(tmp_path):
 @pytest.mark.parametrize("line", ["-1,1,0,0,0.5", "0,4,0,0,0.5", "2,0,0,0,0.5", "0,1,0,0,nan", "0,1,0,0,1.5",
                                   "0,1,0,0", "a,b,c,d,e"])
 def test_tile_store_refuses_a_damaged_row(tmp_path, line):
-    path = tmp_path / "tiles.csv"
+    path = tmp_path / PROGRESS_FILE
     write_tiles(path, key(), ["0,2,192,0,0.750000", line])
     with pytest.raises(EdgePcamError, match="damaged line"):
-        TileStore(path, key()).open(np.ones((2, 4), bool))
+        TileStore(tmp_path, key()).open(np.ones((2, 4), bool))
 
 
 def test_tile_store_refuses_another_key_and_an_earlier_format(tmp_path):
-    path = tmp_path / "tiles.csv"
+    path = tmp_path / PROGRESS_FILE
     write_tiles(path, key(model_sha256="00" * 32), ["0,2,192,0,0.750000"])
     with pytest.raises(EdgePcamError, match="holds a scan by another model"):
-        TileStore(path, key()).check()
+        TileStore(tmp_path, key()).check()
     path.write_text('# {"grid": [2, 4], "model_sha256": "x", "slide": "/a.tif", "slide_bytes": 1000, '
                     '"stride": 96}\nrow,col,x,y,probability\n0,2,192,0,0.750000\n')
     with pytest.raises(EdgePcamError, match="earlier edge-pcam"):
-        TileStore(path, key()).check()
+        TileStore(tmp_path, key()).check()
     assert path.read_text().endswith("0,2,192,0,0.750000\n")  # refused, not replaced
+    # The same log under its name before edge-pcam 0.2 (tiles.csv) is refused just the same, and kept.
+    legacy = tmp_path / "tiles.csv"
+    path.rename(legacy)
+    with pytest.raises(EdgePcamError, match="tiles.csv: written by an earlier edge-pcam"):
+        TileStore(tmp_path, key()).open(np.ones((2, 4), bool))
+    assert legacy.read_text().endswith("0,2,192,0,0.750000\n") and not path.exists()
+
+
+def test_a_log_named_tiles_csv_by_an_earlier_version_resumes_and_becomes_the_progress_log(slides, tmp_path):
+    out = tmp_path / "out"
+    rows = killed_scan(slides[0], out, FIXTURES / "tiny_int8.tflite")
+    (out / PROGRESS_FILE).rename(out / "tiles.csv")  # the layout before edge-pcam 0.2
+    result = scan(slides[0], out, "--model", FIXTURES / "tiny_int8.tflite")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "scan.json").read_text())["tiles"]["resumed"] == KEPT_ROWS
+    assert (out / PROGRESS_FILE).read_text().splitlines()[2:2 + KEPT_ROWS] == rows
+    assert (out / "tiles.csv").read_text().startswith("x,y,width,height,probability,row,col\n")
 
 
 def test_slide_digest_tells_same_sized_slides_apart_by_sampling_and_tile_tables(slides, tmp_path, monkeypatch):

@@ -1,5 +1,4 @@
-"""summary.csv: header once, rows whole or not at all after a kill, other columns refused, the scan
-report's fields mapped."""
+"""summary.csv: header once, rows whole or not at all after a kill, other columns refused."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import csv
 import pytest
 
 from edge_pcam.errors import EdgePcamError
-from edge_pcam.runtime.summary import SUMMARY_COLUMNS, append_summary_row, read_summary, summary_row_from_report
+from edge_pcam.runtime.summary import SUMMARY_COLUMNS, append_summary_row, read_summary
 
 
 def test_rows_read_back_as_written_with_the_header_once(tmp_path):
@@ -46,12 +45,3 @@ def test_other_columns_are_refused(tmp_path):
     assert path.read_text() == "file,status\nx.svs,ok\n"
     with pytest.raises(ValueError, match="not summary.csv columns"):
         append_summary_row(tmp_path / "new.csv", {"file": "a.svs", "colour": "red"})
-
-
-def test_fields_from_a_scan_report():
-    report = {"slide": {"reader": "openslide"}, "tiles": {"tissue": 420},
-              "tumour_burden": {"decision": {"fraction": 0.25}, "high_specificity": None},
-              "top_tiles": [{"probability": 0.7}, {"probability": 0.97}], "model": {"sha256": "ab" * 32}}
-    assert summary_row_from_report(report) == {
-        "reader": "openslide", "tissue_tiles": 420, "burden_decision": 0.25, "burden_high_specificity": None,
-        "top_probability": 0.97, "model_sha256": "ab" * 32}

@@ -21,8 +21,11 @@ import pytest
 from watch_support import fake_scan
 
 from edge_pcam.errors import EdgePcamError
+from edge_pcam.runtime.fileio import prepare_output_folder
 from edge_pcam.runtime.summary import read_summary
-from edge_pcam.runtime.watch import EVENTS_FILE, RETRY_SECONDS, Watcher, describe_event, slide_stem
+from edge_pcam.runtime.results import EVENTS_FILE, describe_event
+from edge_pcam.runtime.slide_files import slide_stem
+from edge_pcam.runtime.watch import RETRY_SECONDS, Watcher
 
 SUPPORT = Path(__file__).with_name("watch_support.py")
 SETTLE = 10.0
@@ -158,6 +161,37 @@ def test_a_full_disk_is_retried_later_not_recorded_as_the_slides_failure(folders
     assert [r["status"] for r in read_summary(out / "summary.csv")] == ["ok"] and len(calls) == 2
 
 
+def test_a_disk_too_full_for_the_slides_folder_is_retried(folders, monkeypatch):
+    """The scan turns a folder it cannot create into a one-line error (the slide's failure); the watcher
+    creates the folder first, so a full disk there is the machine's and the slide is tried again."""
+    inbox, out = folders
+    clock = Clock()
+    mkdir = Path.mkdir
+    full = [True]
+
+    def no_space(self, *args, **kwargs):
+        if self.name == "a" and full[0]:
+            full[0] = False
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    def scan(path, out_dir):
+        prepare_output_folder(out_dir)  # what scan_slide does: EdgePcamError if it cannot be written
+        return fake_scan(path, out_dir)
+
+    monkeypatch.setattr(Path, "mkdir", no_space)
+    w = watcher(inbox, out, clock, scan)
+    (inbox / "a.svs").write_bytes(b"slide")
+    w.poll()
+    clock.now += SETTLE + 1
+    w.poll()
+    assert read_summary(out / "summary.csv") == [] and not (out / "a").exists()
+    assert [e["retry_in_seconds"] for e in events(out) if e["event"] == "failed"] == [RETRY_SECONDS[0]]
+    clock.now += RETRY_SECONDS[0] + 1
+    w.poll()
+    assert [(r["status"], r["out"]) for r in read_summary(out / "summary.csv")] == [("ok", "a")]
+
+
 def test_an_unreadable_folder_is_logged_once_and_the_rest_goes_on(folders, monkeypatch):
     inbox, out = folders
     clock = Clock()
@@ -183,7 +217,7 @@ def test_an_unreadable_folder_is_logged_once_and_the_rest_goes_on(folders, monke
 def test_one_watcher_per_output_folder_and_a_missing_inbox(folders):
     inbox, out = folders
     w = watcher(inbox, out, Clock())
-    with pytest.raises(EdgePcamError, match="another edge-pcam watch is writing here"):
+    with pytest.raises(EdgePcamError, match="another edge-pcam watch or scan is writing here"):
         watcher(inbox, out, Clock())
     del w
     with pytest.raises(EdgePcamError, match="no such folder"):
@@ -231,13 +265,18 @@ def test_killed_at_random_moments_nothing_is_lost_or_done_twice(folders):
     assert all(isinstance(e, dict) for e in events(out))  # every line of the log whole
 
 
-def test_sigterm_stops_a_scan_cleanly_and_the_next_start_takes_it_up(folders):
-    inbox, out = folders
+def stopped_during_a_scan(inbox: Path, out: Path) -> None:
+    """A watcher on `inbox` stopped by SIGTERM while it scans a.svs (a 30-second stand-in scan)."""
     (inbox / "a.svs").write_bytes(b"a slide")
     child = run_watcher(inbox, out, delay=30)
-    assert wait_for(lambda: (out / EVENTS_FILE).exists() and '"start"' in (out / EVENTS_FILE).read_text())
+    assert wait_for(lambda: (out / "a" / "calls.log").exists())  # the (stand-in) scan is under way
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=15) == 0, child.stderr.read()
+
+
+def test_sigterm_stops_a_scan_cleanly_and_the_next_start_takes_it_up(folders):
+    inbox, out = folders
+    stopped_during_a_scan(inbox, out)
     assert [e["event"] for e in events(out)][-2:] == ["interrupted", "stopped"]
     assert events(out)[-1]["reason"] == "SIGTERM"
     assert read_summary(out / "summary.csv") == []
@@ -257,6 +296,8 @@ def test_the_command_scans_a_jpeg_svs_with_the_real_scan(folders):
     inbox, out = folders
     write_synthetic_slide(inbox / "slide.svs", 4000, 4000, mpp=0.25, container="svs", compression="jpeg")
     (inbox / "broken.svs").write_bytes(b"not a slide")
+    data = (inbox / "slide.svs").read_bytes()
+    (inbox / "half.svs").write_bytes(data[:len(data) // 2])  # settled, but the copy was cut off
     result = subprocess.run([sys.executable, "-m", "edge_pcam", "watch", str(inbox), "--out", str(out), "--once",
                              "--settle", "0", "--poll", "0.1", "--model", str(model)],
                             capture_output=True, text=True, timeout=300)
@@ -267,5 +308,22 @@ def test_the_command_scans_a_jpeg_svs_with_the_real_scan(folders):
     report = json.loads((out / "slide" / "scan.json").read_text())
     assert rows["slide.svs"]["model_sha256"] == report["model"]["sha256"]
     assert rows["slide.svs"]["sha256"] == hashlib.sha256((inbox / "slide.svs").read_bytes()).hexdigest()
+    assert int(rows["slide.svs"]["tissue_tiles"]) == report["tiles"]["tissue"]
+    assert float(rows["slide.svs"]["top_probability"]) == pytest.approx(report["top_tiles"][0]["probability"],
+                                                                         abs=1e-6)
+    assert sorted(report["files"]) == ["asap_xml", "geojson", "heatmap", "thumbnail", "tiles"]
+    assert all((out / "slide" / name).is_file() for name in report["files"].values())
     assert "not an image or slide" in rows["broken.svs"]["status"]
+    assert "truncated" in rows["half.svs"]["status"] and "\n" not in rows["half.svs"]["status"]
     assert "done slide.svs" in result.stdout and "failed broken.svs" in result.stdout
+
+
+def test_a_slide_renamed_while_its_scan_was_stopped_goes_back_into_its_folder(folders):
+    """The watcher knows a slide by its content: renamed after an interrupted scan, it resumes in its folder."""
+    inbox, out = folders
+    stopped_during_a_scan(inbox, out)
+    os.rename(inbox / "a.svs", inbox / "renamed.svs")
+    again = run_watcher(inbox, out, "--once")
+    assert again.wait(timeout=60) == 0, again.stderr.read()
+    assert [(r["file"], r["out"]) for r in read_summary(out / "summary.csv")] == [("renamed.svs", "a")]
+    assert (out / "a" / "calls.log").read_text().split() == ["7", "7"]  # the same folder, twice

@@ -18,7 +18,7 @@ from edge_pcam.runtime.metadata import model_bytes, read_metadata
 from edge_pcam.runtime.scan.geometry import ScanGeometry, iter_tiles
 from edge_pcam.runtime.slide_base import Slide
 
-LOG_GROUP = 16  # tiles classified (and appended to tiles.csv) together, at least
+LOG_GROUP = 16  # tiles classified (and appended to the progress log) together, at least
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def classify_tiles(slide: Slide, geometry: ScanGeometry, todo: np.ndarray, model
     """Classify the tiles marked in the boolean grid `todo` in batches of `batch`.
 
     Each batch's (cells, probabilities) go to `record` as soon as they are known
-    (the store appends them to tiles.csv); `progress` gets the count done so far.
+    (the store appends them to the progress log); `progress` gets the count done so far.
     """
     cells: list[tuple[int, int]] = []
     pending: list[np.ndarray] = []

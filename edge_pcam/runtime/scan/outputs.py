@@ -1,4 +1,5 @@
-"""The scan's files besides tiles.csv: thumbnail, heatmap, top tiles (and their Grad-CAM), scan.json.
+"""The scan's files: tiles.csv, scan.geojson, annotations.xml, thumbnail, heatmap, top tiles (and their
+Grad-CAM), scan.json.
 
 Each is written atomically (`edge_pcam.runtime.fileio`); top-tile pictures of
 an earlier run that this report does not list are removed, so the folder
@@ -14,7 +15,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from edge_pcam.runtime.exports import Tiles, write_viewer_files
 from edge_pcam.runtime.fileio import atomic_path, atomic_write_json
+from edge_pcam.runtime.scan.findings import SlideFindings
 from edge_pcam.runtime.scan.geometry import TILE, ScanGeometry, read_tile, tissue_picture
 from edge_pcam.runtime.scan.report import REPORT_FILE, ScanReport, TopTile
 from edge_pcam.runtime.scan_heatmap import render_heatmap
@@ -32,15 +35,28 @@ def save_png(image: Image.Image | np.ndarray, path: Path, compress_level: int = 
         picture.save(tmp, format="PNG", compress_level=compress_level)
 
 
+def write_viewer_outputs(slide: Slide, geometry: ScanGeometry, probabilities: np.ndarray, findings: SlideFindings,
+                         threshold: float, out: Path) -> dict[str, str]:
+    """tiles.csv, scan.geojson (QuPath) and annotations.xml (ASAP), in level-0 pixels; their `files` entries."""
+    tiles = Tiles.from_grid(probabilities, geometry.origin, geometry.tile_level0)
+    size = (slide.levels[0].width, slide.levels[0].height)
+    return write_viewer_files(out, tiles, findings.regions, threshold, size, category=findings.category)
+
+
 def write_pictures(slide: Slide, geometry: ScanGeometry, tissue: np.ndarray, thumbnail: np.ndarray,
                    thumb_mpp: float, probabilities: np.ndarray, thresholds: dict[str, float],
-                   top: list[tuple[int, int]], out: Path) -> dict[str, str]:
-    """thumbnail.png, and heatmap.png over the tissue's bounding box; their report `files` entries."""
+                   top: list[tuple[int, int]], findings: SlideFindings, model: str, out: Path) -> dict[str, str]:
+    """thumbnail.png, and heatmap.png over the tissue's bounding box; their report `files` entries.
+
+    The heatmap is painted from the triage threshold up, outlines `findings`'
+    regions, hatches the areas it left out, and names the slide and `model`.
+    """
     save_png(thumbnail, out / THUMBNAIL_FILE, PNG_LEVEL)
     picture, picture_mpp, origin = tissue_picture(slide, geometry, tissue, thumbnail, thumb_mpp)
-    marked = {k: v for k, v in thresholds.items() if k in ("decision", "high_specificity")}
     heatmap = render_heatmap(picture, probabilities, geometry.stride, TILE, geometry.mpp / picture_mpp, origin,
-                             marked, top)
+                             thresholds, top, title=slide.path.name, model=model, regions=findings.regions,
+                             level0_per_scan_pixel=geometry.level0_per_scan_pixel, excluded=findings.excluded,
+                             scan_mpp=geometry.mpp)
     save_png(heatmap, out / HEATMAP_FILE, PNG_LEVEL)
     return {"heatmap": HEATMAP_FILE, "thumbnail": THUMBNAIL_FILE}
 

@@ -14,12 +14,13 @@ from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.constants import PCAM_MPP
 from edge_pcam.runtime.fileio import prepare_output_folder
 from edge_pcam.runtime.metadata import sha256_file
+from edge_pcam.runtime.scan.findings import SlideFindings, slide_findings
 from edge_pcam.runtime.scan.geometry import TILE, ScanGeometry, find_tissue, plan_geometry
 from edge_pcam.runtime.scan.inference import LOG_GROUP, ScanModels, classify_tiles, load_scan_models
-from edge_pcam.runtime.scan.outputs import write_pictures, write_report, write_top_tiles
+from edge_pcam.runtime.scan.outputs import write_pictures, write_report, write_top_tiles, write_viewer_outputs
 from edge_pcam.runtime.scan.report import (REPORT_FILE, ModelInfo, ScanReport, ScanSettings, SlideInfo, TileCounts,
                                            Timing, top_tiles, tumour_burden)
-from edge_pcam.runtime.scan.store import TILES_FILE, ResumeKey, TileStore, slide_digest
+from edge_pcam.runtime.scan.store import ResumeKey, TileStore, slide_digest
 from edge_pcam.runtime.slide import open_slide
 from edge_pcam.runtime.slide_base import LEVEL_TOLERANCE, Slide
 from edge_pcam.runtime.tissue import SATURATION_THRESHOLD
@@ -29,36 +30,42 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class ScanResult:
-    """A finished scan in memory: its report and the grids the outputs were drawn from."""
+    """A finished scan in memory: its report, the grids the outputs were drawn from, the slide's findings."""
 
     report: ScanReport
     probabilities: np.ndarray  # (rows, cols) float32: each tissue tile's P(tumour), NaN elsewhere
     tissue: np.ndarray  # (rows, cols) bool: the tiles the tissue rule kept
     folder: Path
+    findings: SlideFindings
 
 
 def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | None = None, *,
                stride: int = TILE, mpp: float | None = None, batch: int | None = None, top_k: int = 8,
                explain: bool = False, runtime: str = "auto", threads: int | None = None,
-               device: str | None = None, reader: str = "auto", progress: Progress | None = None) -> ScanResult:
+               device: str | None = None, reader: str = "auto", progress: Progress | None = None,
+               models: ScanModels | None = None) -> ScanResult:
     """Scan `image` with the .tflite `model` (None: the bundled one) and write the outputs to `out`.
 
     `batch` picks a batched conversion beside the model with that batch (None:
     the largest there is); `device` is an Edge TPU for a compiled model (see
-    `load_model`). A tiles.csv in `out` from a killed scan of the same slide
-    (by content), model and grid is resumed; one of anything else is refused.
+    `load_model`). `models` (from `load_scan_models`, for scanning many slides
+    with one load) replaces `model`, `runtime`, `threads`, `device` and the
+    choice by `batch`. The progress log in `out` of a killed scan of the same
+    slide (by content), model and grid is resumed; one of anything else is refused.
     """
     started = time.perf_counter()
     if stride < 1:
         raise EdgePcamError(f"--stride must be at least 1, got {stride}")
-    out = prepare_output_folder(out)
+    if models is not None and explain and models.companion is None:
+        raise EdgePcamError("--explain needs the models loaded with their Grad-CAM companion")
     slide = open_slide(image, mpp=mpp, reader=reader)
     try:
+        out = prepare_output_folder(out)
         slide.require_mpp()
         geometry = plan_geometry(slide, stride)
-        models = load_scan_models(model, runtime, threads, device, batch, explain)
+        models = models or load_scan_models(model, runtime, threads, device, batch, explain)
         digest = slide_digest(slide.path)
-        store = TileStore(out / TILES_FILE, _resume_key(slide, geometry, models, digest))
+        store = TileStore(out, _resume_key(slide, geometry, models, digest))
         store.check()  # before the tissue mask: a refusal comes at once
         thumbnail, thumb_mpp, tissue = find_tissue(slide, geometry)
         store.open(tissue)
@@ -78,15 +85,18 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
         probabilities = store.probabilities
         thresholds = models.base.thresholds
         top = top_tiles(probabilities, top_k, stride)
-        files = {"tiles": TILES_FILE, **write_pictures(slide, geometry, tissue, thumbnail, thumb_mpp, probabilities,
-                                                       thresholds, top, out)}
+        findings = slide_findings(slide, geometry, tissue, probabilities, models)
+        model_info = _model_info(models)
+        files = write_viewer_outputs(slide, geometry, probabilities, findings, thresholds.get("decision", 0.5), out)
+        files.update(write_pictures(slide, geometry, tissue, thumbnail, thumb_mpp, probabilities, thresholds, top,
+                                    findings, f"{Path(model_info.path).name} ({model_info.sha256[:12]})", out))
         explainer = (models.base, models.companion) if explain else None
         top_entries = write_top_tiles(slide, geometry, top, probabilities, out, explainer)
         report = ScanReport(
-            slide=SlideInfo.of(slide, geometry.level, digest),
+            slide=SlideInfo.of(slide, geometry.level, digest, store.key.slide_bytes),
             geometry=geometry,
             settings=ScanSettings(size, top_k, explain, f"max HSV saturation >= {SATURATION_THRESHOLD}", thumb_mpp),
-            model=_model_info(models),
+            model=model_info,
             tiles=TileCounts(total, loop.tiles, resumed),
             tumour_burden=tumour_burden(probabilities, thresholds),
             top_tiles=top_entries,
@@ -96,13 +106,13 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
             files=files,
         )
         write_report(report, out)
-        return ScanResult(report, probabilities, tissue, out)
+        return ScanResult(report, probabilities, tissue, out, findings)
     finally:
         slide.close()
 
 
 def _resume_key(slide: Slide, geometry: ScanGeometry, models: ScanModels, digest: str) -> ResumeKey:
-    """What must be equal for a tiles.csv to be resumed: slide content, model bytes, grid."""
+    """What must be equal for a progress log to be resumed: slide content, model bytes, grid."""
     settings = {"tile": TILE, "stride": geometry.stride, "mpp": round(geometry.mpp, 6), "level": geometry.level,
                 "grid": [geometry.rows, geometry.cols], "slide_mpp": round(geometry.slide_mpp, 6),
                 "reader": slide.reader}
@@ -113,7 +123,7 @@ def _resume_key(slide: Slide, geometry: ScanGeometry, models: ScanModels, digest
 def _model_info(models: ScanModels) -> ModelInfo:
     base, runner = models.base, models.runner
     return ModelInfo(str(base.path), sha256_file(base.path), base.format, base.thresholds, runner.runtime,
-                     runner.runtime_version, runner.threads, str(runner.path), runner.batch)
+                     runner.runtime_version, runner.threads, str(runner.path), runner.batch, models.flatbuffer_sha256)
 
 
 def _warnings(slide: Slide, geometry: ScanGeometry, models: ScanModels, batch: int | None, tissue: int,
@@ -131,6 +141,6 @@ def _warnings(slide: Slide, geometry: ScanGeometry, models: ScanModels, batch: i
         warnings.append(f"no tissue found: no tile reaches HSV saturation {SATURATION_THRESHOLD} "
                         "(PCam's background rule); nothing was classified")
     if ignored:
-        warnings.append(f"{TILES_FILE}: {ignored:,} rows of an earlier run lie outside the tissue mask; "
+        warnings.append(f"{ignored:,} tile results of an earlier run lie outside the tissue mask; "
                         "they were dropped and do not count")
     return warnings

@@ -40,12 +40,13 @@ class SlideInfo:
     level_read: int
     level_mpp: float
     digest: str  # `store.slide_digest`: identifies the slide by content
+    bytes: int  # the file's size (with `digest`, the slide part of the resume key)
 
     @classmethod
-    def of(cls, slide: Slide, level: int, digest: str) -> SlideInfo:
+    def of(cls, slide: Slide, level: int, digest: str, size: int) -> SlideInfo:
         return cls(str(slide.path), slide.reader, slide.levels[0].width, slide.levels[0].height,
                    tuple((lv.width, lv.height) for lv in slide.levels), slide.require_mpp(), slide.mpp_source,
-                   level, slide.level_mpp(level), digest)
+                   level, slide.level_mpp(level), digest, size)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class ModelInfo:
     threads: int
     inference_file: str  # the batched conversion that ran, or `path` itself
     inference_batch: int
+    inference_sha256: str  # of `inference_file`'s flatbuffer (its card aside): the model part of the resume key
 
 
 @dataclass(frozen=True)
@@ -138,13 +140,15 @@ class ScanReport:
             "slide": {"path": self.slide.path, "reader": self.slide.reader, "width": self.slide.width,
                       "height": self.slide.height, "levels": [list(lv) for lv in self.slide.levels],
                       "mpp": self.slide.mpp, "mpp_source": self.slide.mpp_source, "level_read": self.slide.level_read,
-                      "level_mpp": self.slide.level_mpp, "digest": self.slide.digest},
+                      "level_mpp": self.slide.level_mpp, "digest": self.slide.digest,
+                      "bytes": self.slide.bytes},
             "settings": {"stride": g.stride, "tile": TILE, "mpp": g.mpp, "pcam_mpp": PCAM_MPP,
                          "tile_level0_pixels": g.tile_level0, "batch": s.batch, "top_k": s.top_k,
                          "explain": s.explain, "tissue_rule": s.tissue_rule, "thumbnail_mpp": s.thumbnail_mpp},
             "model": {"path": m.path, "sha256": m.sha256, "format": m.format, "thresholds": dict(m.thresholds),
                       "runtime": m.runtime, "runtime_version": m.runtime_version, "threads": m.threads,
-                      "inference_file": m.inference_file, "inference_batch": m.inference_batch},
+                      "inference_file": m.inference_file, "inference_batch": m.inference_batch,
+                      "inference_sha256": m.inference_sha256},
             "tiles": {"grid": [g.rows, g.cols], "tissue": self.tiles.tissue, "computed": self.tiles.computed,
                       "resumed": self.tiles.resumed},
             "tumour_burden": {**{name: _burden_json(self.tumour_burden.get(name)) for name in BURDEN_POINTS},
@@ -165,11 +169,11 @@ class ScanReport:
         sl, st, m, t, tm = data["slide"], data["settings"], data["model"], data["tiles"], data["timing"]
         return cls(
             slide=SlideInfo(sl["path"], sl["reader"], sl["width"], sl["height"], tuple(map(tuple, sl["levels"])),
-                            sl["mpp"], sl["mpp_source"], sl["level_read"], sl["level_mpp"], sl["digest"]),
+                            sl["mpp"], sl["mpp_source"], sl["level_read"], sl["level_mpp"], sl["digest"], sl["bytes"]),
             geometry=ScanGeometry(st["mpp"], sl["level_read"], *t["grid"], st["stride"], sl["mpp"]),
             settings=ScanSettings(st["batch"], st["top_k"], st["explain"], st["tissue_rule"], st["thumbnail_mpp"]),
             model=ModelInfo(m["path"], m["sha256"], m["format"], m["thresholds"], m["runtime"], m["runtime_version"],
-                            m["threads"], m["inference_file"], m["inference_batch"]),
+                            m["threads"], m["inference_file"], m["inference_batch"], m["inference_sha256"]),
             tiles=TileCounts(t["tissue"], t["computed"], t["resumed"]),
             tumour_burden={name: Burden(**b) if b else None for name, b in data["tumour_burden"].items()
                            if name in BURDEN_POINTS},

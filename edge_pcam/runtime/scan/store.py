@@ -1,4 +1,4 @@
-"""`tiles.csv`, the scan's results as they come, and when a killed scan may resume from it.
+"""The scan's progress log (`.scan-progress.csv`), and when a killed scan may resume from it.
 
     # {"model_sha256": ..., "settings": {...}, "slide_digest": ..., ...}   the resume key
     row,col,x,y,probability
@@ -6,11 +6,16 @@
     ...
 
 Each batch's rows are appended (and flushed) as soon as they are known, so a
-killed scan loses at most the batch in flight. A scan resumes from the file
+killed scan loses at most the batch in flight. A scan resumes from the log
 only when its key matches: the same slide by content (`slide_digest`, not
 path and size), the same model bytes and the same grid settings. Any other
-file is refused, never mixed in. Rows of tiles outside the tissue mask never
-count (they are dropped from the file when it is resumed).
+log is refused, never mixed in. Rows of tiles outside the tissue mask never
+count (they are dropped from the log when it is resumed). The log stays
+after the scan (a later run on the same slide and model takes every tile from
+it); what users read is the plain `tiles.csv` the finished scan writes, and
+the key's settings are in `scan.json` too. Before edge-pcam 0.2 the log was
+`tiles.csv` itself: such a file is read as the log (and renamed to it when
+the scan resumes).
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.fileio import atomic_path, atomic_write_text
 from edge_pcam.runtime.slide import TIFF_MAGIC
 
-TILES_FILE = "tiles.csv"
-TILES_HEADER = "row,col,x,y,probability"
+PROGRESS_FILE = ".scan-progress.csv"
+PROGRESS_HEADER = "row,col,x,y,probability"
+LEGACY_FILE = "tiles.csv"  # the log's name before edge-pcam 0.2, when it had the key in a comment line
 FSYNC_SECONDS = 5.0
 KEY_VERSION = 2  # 1: the key held the slide's path and size (edge-pcam 0.1)
 
@@ -123,7 +129,7 @@ class ResumeKey:
 
     @classmethod
     def from_header(cls, line: str) -> ResumeKey | None:
-        """The key in a tiles.csv first line; None for a line of another version or form."""
+        """The key in a progress log's first line; None for a line of another version or form."""
         try:
             raw = json.loads(line.removeprefix("# "))
             return cls(**raw) if raw.get("version") == KEY_VERSION else None
@@ -146,14 +152,15 @@ class ResumeKey:
 
 @dataclass
 class TileStore:
-    """`tiles.csv` in a scan folder: the (rows, cols) grid of results so far, appended to as results come.
+    """The progress log in the scan folder `folder`: the (rows, cols) grid of results so far, appended to
+    as results come.
 
     `probabilities` is NaN where a tile has no result (4 bytes a grid cell,
     whatever the number of tiles); `ignored` counts rows of an earlier run
     that fell outside the tissue mask.
     """
 
-    path: Path
+    folder: Path
     key: ResumeKey
     probabilities: np.ndarray = field(init=False)
     ignored: int = field(init=False, default=0)
@@ -162,9 +169,13 @@ class TileStore:
         self.probabilities = np.full(self.key.settings["grid"], np.nan, np.float32)
         self._file = None
         self._last_sync = time.monotonic()
+        self.path = self.folder / PROGRESS_FILE
+        legacy = self.folder / LEGACY_FILE
+        if not self.path.exists() and _is_legacy_log(legacy):
+            self.path = legacy  # read where it is; moved to PROGRESS_FILE by `open`
 
     def check(self) -> None:
-        """Refuse (one line) a tiles.csv of another slide, model or settings; cheap: reads the first line."""
+        """Refuse (one line) a log of another slide, model or settings; cheap: reads the first line."""
         lines, _ = self._complete_lines(limit=2)
         if len(lines) < 2:
             return  # an earlier run died before its header was whole: nothing to resume
@@ -180,6 +191,10 @@ class TileStore:
     def open(self, tissue: np.ndarray) -> None:
         """Load the results of an earlier run (after `check`), keeping tissue tiles only, and open for appending."""
         self.check()
+        if self.path.name != PROGRESS_FILE:
+            target = self.folder / PROGRESS_FILE
+            os.replace(self.path, target)
+            self.path = target
         lines, cut = self._complete_lines()
         if len(lines) >= 2:
             kept = self._load(lines[2:], tissue)
@@ -189,7 +204,7 @@ class TileStore:
             self._file = open(self.path, "a", encoding="utf-8")
         else:
             with atomic_path(self.path) as tmp:
-                tmp.write_text(f"{self.key.header()}\n{TILES_HEADER}\n", encoding="utf-8")
+                tmp.write_text(f"{self.key.header()}\n{PROGRESS_HEADER}\n", encoding="utf-8")
             self._file = open(self.path, "a", encoding="utf-8")
 
     def _complete_lines(self, limit: int | None = None) -> tuple[list[str], bool]:
@@ -243,3 +258,12 @@ class TileStore:
             self.sync()
             self._file.close()
             self._file = None
+
+
+def _is_legacy_log(path: Path) -> bool:
+    """Whether `path` is a progress log of edge-pcam before 0.2 (tiles.csv with the key in a `#` line)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(3) == b"# {"
+    except OSError:
+        return False
