@@ -17,7 +17,6 @@ from edge_pcam.runtime.calibrate import calibrate, new_thresholds, youden_thresh
 from edge_pcam.runtime.datasets import open_dataset
 from edge_pcam.runtime.interpreter import load_model
 from edge_pcam.runtime.metadata import model_bytes, read_metadata, sha256_file
-from edge_pcam.runtime.metrics import binary_metrics
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 INT8 = FIXTURES / "models" / "tiny_int8.tflite"
