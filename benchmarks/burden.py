@@ -9,11 +9,11 @@ patches and place per mosaic and seed). Each 96-pixel patch is upsampled 2x (bic
 written as a JPEG-tiled Aperio SVS at 0.486 µm/px (a 20x scan; levels 1, 4 and 16), so the scan reads
 level 0 and resamples to PCam's 0.972 µm/px; with stride 96 each scan tile is one patch again.
 
-Each mosaic is scanned with the bundled int8 model by `edge-pcam scan` (a child process), and
-the slide result is computed from the scan's outputs (tiles.csv, thumbnail.png, the model card) by
-`edge_pcam.runtime.slide_result`, with the tissue QC of `edge_pcam.runtime.tissue` (blur measured on
-the tiles read again from the slide). Truth: the planted block's share of the tiles that pass QC;
-its longest diameter (the square's diagonal) and Camelyon17 class.
+Each mosaic is scanned with the bundled int8 model by `edge-pcam scan` (a child process), and its
+slide result read from the scan's scan.json (`slide_result`: the burden with its interval, the
+regions and the size class, over the tiles that passed the scan's tissue QC, which tiles.csv
+lists). Truth: the planted block's share of the tiles that pass QC; its longest diameter (the
+square's diagonal) and Camelyon17 class.
 
 Compared, on the same scans: burden estimators (the raw count at the decision threshold, the mean
 probability, adjusted classify-and-count at one stored threshold, the mixture maximum likelihood over
@@ -27,6 +27,7 @@ and are deleted once analysed unless --keep. Results: benchmarks/results/burden.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -46,8 +47,7 @@ from edge_pcam.runtime.burden import (  # noqa: E402
     OperatingCharacteristics, estimate_burden, mixture_mle)
 from edge_pcam.runtime.regions import (  # noqa: E402
     find_regions, neighbourhood_mean, region_mask, regions_from_mask, size_category)
-from edge_pcam.runtime.slide_result import slide_result  # noqa: E402
-from edge_pcam.runtime.tissue import TissueQC, sharpness, thumbnail_reasons, BLUR_RATIO, REASONS  # noqa: E402
+from edge_pcam.runtime.scan.findings import tile_weight  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SIZES = (0, 4, 8, 12, 16)
@@ -63,6 +63,7 @@ ESTIMATORS = ("raw count at decision", "mean probability", "ACC at decision", "A
               "mixture ML (chosen)", ORACLE)
 REGION_RULES = ("tiles >= threshold", "3x3 mean of P >= threshold", "chosen without support rule", "chosen")
 TARGETS = {"burden_error_points": 2.0, "coverage": 0.90, "diameter_relative_error": 0.40}
+LEFT_OUT = ("ink", "blur")  # QC reasons that take tissue away (the mosaics hold no glass)
 
 
 def default_data() -> Path:
@@ -111,69 +112,61 @@ def write_svs(path: Path, image: np.ndarray, mpp: float) -> None:
 
 
 def read_tiles_csv(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """tiles.csv (header, then x, y, width, height, probability, row, col) as the (rows, cols) grid, NaN
+    where the scan gave no tile (off the tissue, or left out by its quality control)."""
     grid = np.full(shape, np.nan)
-    for line in path.read_text().splitlines()[2:]:
-        r, c, _, _, p = line.split(",")
-        grid[int(r), int(c)] = float(p)
+    for row in csv.DictReader(path.read_text().splitlines()):
+        grid[int(row["row"]), int(row["col"])] = float(row["probability"])
     return grid
 
 
-def analyse(svs: Path, scan_dir: Path, labels: np.ndarray, block: int, card: dict[str, Any]) -> dict[str, Any]:
-    """Slide result, competing estimators and region rules, against the truth, from one scan's outputs."""
-    from edge_pcam.runtime.scan.geometry import TILE, iter_tiles, plan_geometry
-    from edge_pcam.runtime.slide import open_slide
+def analyse(scan_dir: Path, labels: np.ndarray, block: int, card: dict[str, Any]) -> dict[str, Any]:
+    """The scan's slide result (scan.json) against the truth, and competing estimators and region rules
+    on the same tiles (tiles.csv: those that passed the scan's tissue QC)."""
+    from edge_pcam.runtime.scan import ScanReport
 
-    report = json.loads((scan_dir / "scan.json").read_text())
-    thresholds = report["model"]["thresholds"]
+    report = ScanReport.from_json(json.loads((scan_dir / "scan.json").read_text()))
+    result, geometry = report.slide_result, report.geometry
+    thresholds = report.model.thresholds
     oc = OperatingCharacteristics.from_card(card)
-    with open_slide(svs) as slide:
-        geometry = plan_geometry(slide, STRIDE)
-        probabilities = read_tiles_csv(scan_dir / "tiles.csv", (geometry.rows, geometry.cols))
-        thumbnail = np.asarray(Image.open(scan_dir / "thumbnail.png").convert("RGB"))
-        reasons = thumbnail_reasons(thumbnail, geometry.rows, geometry.cols, STRIDE, TILE,
-                                    geometry.mpp / report["settings"]["thumbnail_mpp"])
-        qc = TissueQC(reasons, (STRIDE * geometry.mpp / 1000) ** 2)
-        focus = np.full(reasons.shape, np.inf)
-        for cells, tiles in iter_tiles(slide, geometry, qc.tissue & np.isfinite(probabilities)):
-            focus[tuple(np.array(cells).T)] = sharpness(tiles)
-        qc = qc.with_blur(focus < BLUR_RATIO)
-        mpp0 = slide.require_mpp()
-    geo = (geometry.origin, geometry.tile_level0, geometry.stride_level0, mpp0)
-    result = slide_result(probabilities, qc, oc, thresholds, *geo)
+    probabilities = read_tiles_csv(scan_dir / "tiles.csv", geometry.shape)
+    geo = (geometry.origin, geometry.tile_level0, geometry.stride_level0, geometry.slide_mpp)
 
-    classified = np.isfinite(probabilities)
-    kept = qc.tissue & classified
+    kept = np.isfinite(probabilities)
     values, truth = probabilities[kept], float(labels[kept].mean())
     decision = thresholds["decision"]
     estimates: dict[str, dict[str, Any]] = {
         "raw count at decision": {"burden": float((values >= decision).mean())},
-        "mean probability": {"burden": float(values.mean())}}
+        "mean probability": {"burden": float(values.mean())},
+        "mixture ML (chosen)": {"burden": result.burden, "ci": list(result.burden_ci)}}
     for name, subset in (("ACC at decision", oc.only("decision")),
-                         ("ACC at high_specificity", oc.only("high_specificity")), ("mixture ML (chosen)", oc)):
-        est = estimate_burden(values, subset)
+                         ("ACC at high_specificity", oc.only("high_specificity"))):
+        est = estimate_burden(values, subset, tile_weight=tile_weight(geometry.stride))
         estimates[name] = {"burden": est.burden, "ci": list(est.ci)}
-    assert math.isclose(estimates["mixture ML (chosen)"]["burden"], result.burden)
+    # The scan's estimate is the module's on the tiles it wrote: a check that tiles.csv holds the counted tiles.
+    again = estimate_burden(values, oc, tile_weight=tile_weight(geometry.stride))
+    assert math.isclose(again.burden, result.burden) and np.allclose(again.ci, result.burden_ci)
 
     grid = np.where(kept, probabilities, np.nan)
-    masks = {"tiles >= threshold": (grid >= decision, 0.0), "3x3 mean of P >= threshold":
-             (neighbourhood_mean(grid) >= decision, 0.0), "chosen without support rule":
-             (region_mask(grid, decision), 0.0)}
-    largest = {name: _largest(regions_from_mask(mask, grid, decision, *geo, min_area_mm2=floor))
-               for name, (mask, floor) in masks.items()}
-    largest["chosen"] = _largest(find_regions(grid, decision, *geo))
-    assert math.isclose(largest["chosen"], result.largest_region_mm)
+    masks = {"tiles >= threshold": grid >= decision, "3x3 mean of P >= threshold": neighbourhood_mean(grid) >= decision,
+             "chosen without support rule": region_mask(grid, decision)}
+    largest = {name: _largest(regions_from_mask(mask, grid, decision, *geo, min_area_mm2=0.0))
+               for name, mask in masks.items()}
+    largest["chosen"] = result.largest_region_mm
+    assert math.isclose(_largest(find_regions(grid, decision, *geo)), result.largest_region_mm)
     bins = np.searchsorted(oc.thresholds, values, side="right")
     per_class = {name: np.bincount(bins[labels[kept] == label], minlength=len(oc.points) + 1).tolist()
                  for name, label in (("tumour", 1), ("normal", 0))}
     patch_mm = PATCH * UPSAMPLE * SLIDE_MPP / 1000
     true_diameter = block * math.sqrt(2) * patch_mm
+    excluded = {reason: round(area / geometry.cell_mm2) for reason, area in result.qc["excluded_mm2"].items()
+                if reason in LEFT_OUT}
     return {"block": block, "truth": {"burden": truth, "diameter_mm": true_diameter,
                                       "category": size_category(true_diameter)},
-            "tiles": int(kept.sum()), "excluded_tiles": {REASONS[k]: int(((qc.reasons == k) & classified).sum())
-                                                         for k in range(1, len(REASONS))},
+            "tiles": int(kept.sum()), "excluded_tiles": excluded,
             "estimates": estimates, "largest_region_mm": largest, "category": result.category,
             "region_count": result.region_count, "raw_counts": result.raw_counts, "bins": per_class,
-            "scan_seconds": report["timing"]["wall_seconds"]}
+            "scan_seconds": report.timing.wall_seconds}
 
 
 def _largest(regions: list[Any]) -> float:
@@ -184,7 +177,7 @@ def scan(svs: Path, out: Path, model: Path | None, attempts: int = 5) -> None:
     """`edge-pcam scan` in a child process (each scan's interpreter threads and memory end with it).
 
     A shared machine can briefly run out of processes or threads: such a failure is retried (the
-    scan resumes from its tiles.csv).
+    scan resumes from its progress log).
     """
     import subprocess
 
@@ -235,7 +228,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         write_svs(svs, image, SLIDE_MPP)
         del image
         scan(svs, scan_dir, args.model)
-        record = {"seed": seed, **analyse(svs, scan_dir, labels, block, card)}
+        record = {"seed": seed, **analyse(scan_dir, labels, block, card)}
         record["seconds"] = time.perf_counter() - mosaic_started
         np.savez_compressed(work / f"grid_{block}_{seed}.npz", labels=labels,
                             probabilities=read_tiles_csv(scan_dir / "tiles.csv", labels.shape))
@@ -331,7 +324,7 @@ def targets_met(summary: dict[str, Any]) -> dict[str, bool]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    from edge_pcam.bench.machine import summary_line
+    from edge_pcam.runtime.machine import summary_line
 
     s, card = result["summary"], result["model"]
     lines = ["# Tumour burden, regions and size class against a planted truth", "",
@@ -385,8 +378,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [f"| {name} | {p['threshold']:.4g} | {p['card_tpr']:.3f} | {p['scanned_tpr']:.3f} | "
               f"{p['card_fpr']:.4f} | {p['scanned_fpr']:.4f} |" for name, p in rates["points"].items()]
     ex = s["excluded_tiles"]
-    lines += ["", f"Tissue QC on these real patches: of {s['tiles_total']:,} classified tiles, "
-              + ", ".join(f"{v} excluded as {k}" for k, v in ex.items()) + ".", "",
+    lines += ["", f"Tissue QC of the scan on these real patches: of {s['tiles_total']:,} tiles over tissue, "
+              + ", ".join(f"{v} left out as {k}" for k, v in ex.items())
+              + " (counted in neither the burden nor its truth).", "",
               f"Regenerate: `python benchmarks/burden.py --per-size {result['per_size']} --seed {result['seed']}` "
               f"({result['created']}; {result['minutes']:.0f} min of building, scanning and analysing mosaics "
               "on this shared machine)."]
@@ -414,7 +408,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.data / "valid").is_dir():
         sys.exit(f"{args.data}: no valid split (the PCam subset is expected at ../shared/data/pcam-subset)")
-    from edge_pcam.bench.machine import describe_machine
+    from edge_pcam.runtime.machine import describe_machine
     from edge_pcam.runtime.bundled import default_model_path
     from edge_pcam.runtime.interpreter import load_model
 

@@ -91,7 +91,7 @@ def tissue_tiles_of(slide_path: Path) -> np.ndarray:
 
     with open_slide(slide_path) as slide:
         geometry = plan_geometry(slide, TILE)
-        _, _, mask = find_tissue(slide, geometry)
+        mask = find_tissue(slide, geometry)[2].tissue
         return np.concatenate([tiles for _, tiles in iter_tiles(slide, geometry, mask)])
 
 
@@ -145,7 +145,7 @@ def profile_stages(slide_path: Path, model_path: Path, reader: str) -> dict:
         decode, scaled = Stopwatch(), Stopwatch()
         slide.read_region = decode.wrap(slide.read_region)  # read_scaled and thumbnail call it through self
         started = time.perf_counter()
-        _, _, mask = find_tissue(slide, geometry)
+        mask = find_tissue(slide, geometry)[2].tissue
         seconds["tissue"] = time.perf_counter() - started
         seconds["tissue_decode"] = decode.seconds
         decode.seconds = 0.0

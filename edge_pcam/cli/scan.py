@@ -75,8 +75,11 @@ def scan(
 
 def _scan_one(image: Path, out_dir: Path, model: Optional[Path], options: dict[str, Any]) -> None:
     from edge_pcam.runtime.scan import scan_slide
+    from edge_pcam.runtime.slide_result import summary_line
 
     report = scan_slide(image, out_dir, model, **options).report
+    if report.slide_result is not None:
+        out.print(summary_line(report.slide_result), highlight=False, soft_wrap=True)
     for warning in report.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
     tiles, model_info, geometry = report.tiles, report.model, report.geometry
@@ -85,10 +88,15 @@ def _scan_one(image: Path, out_dir: Path, model: Optional[Path], options: dict[s
               f"{tiles.resumed:,} from an earlier run), read with {report.slide.reader}, model "
               f"{Path(model_info.path).name} run as {Path(model_info.inference_file).name} "
               f"(batch {model_info.inference_batch}) on {model_info.runtime}")
+    if report.slide_result is not None:
+        left_out = {k: v for k, v in report.slide_result.qc["excluded_mm2"].items() if k != "background" and v}
+        if left_out:
+            out.print("quality control left out of the tissue: "
+                      + ", ".join(f"{reason} {area:.3g} mm²" for reason, area in left_out.items()), highlight=False)
     for name, burden in report.tumour_burden.items():
         if burden is not None and burden.fraction is not None:
-            out.print(f"tumour burden at {name} threshold {burden.threshold:.3f}: "
-                      f"{burden.fraction:.1%} ({burden.positive_tiles:,} tiles)")
+            out.print(f"tiles at or above the {name} threshold {burden.threshold:.3f}: "
+                      f"{burden.fraction:.1%} ({burden.positive_tiles:,} tiles; a raw count, not the burden)")
     for entry in report.top_tiles:
         out.print(f"  #{entry.rank}: P={entry.probability:.3f} at x={entry.x}, y={entry.y} "
                   f"(level 0, {entry.size:.0f} px)")

@@ -6,10 +6,11 @@
   threshold the opacity grows from zero at P = 0.
 - Suspicious regions (level-0 outlines, `runtime.regions`) are drawn in black
   on a white halo and numbered; the top tiles are boxed and ranked.
-- Areas left out by quality control are hatched, one colour per reason.
+- Areas left out by quality control are hatched, one colour per reason,
+  their area in mm² in the legend.
 - A scale bar in mm (from the scan's µm per pixel), and a header and legend
-  with the slide's name, the model, the colour bar with its thresholds and a
-  key to the marks.
+  with the slide's name, the model, the colour bar with its thresholds, a
+  key to the marks and "research use only".
 
 `paint_overlay` draws on the picture itself (same size); `add_legend` frames
 it; `render_heatmap` does both.
@@ -33,6 +34,7 @@ HATCH_PERIOD = 6  # pixels between hatch lines
 SCALE_BAR_STEPS_MM = (0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, 20)
 OUTLINE, HALO = (0, 0, 0), (255, 255, 255)
 THRESHOLD_NAMES = {"triage": "triage", "decision": "decision", "high_specificity": "high specificity"}
+INTENDED_USE = "research use only: not a diagnostic device"
 
 
 class RegionOutline(Protocol):
@@ -117,8 +119,9 @@ def paint_overlay(picture: np.ndarray, probabilities: np.ndarray, stride: int, t
 
 def add_legend(image: Image.Image, thresholds: Mapping[str, float], *, title: str | None = None,
                model: str | None = None, qc_reasons: Sequence[str] = (), regions: int = 0,
-               top: int = 0) -> Image.Image:
-    """`image` under a header (slide, model) and above a legend: colour bar with thresholds, marks, QC key."""
+               top: int = 0, qc_mm2: Mapping[str, float] | None = None) -> Image.Image:
+    """`image` under a header (slide, model) and above a legend: colour bar with thresholds, marks, QC key
+    (with each reason's area from `qc_mm2` where given), and the intended use."""
     width = image.width
     pad = max(6, width // 120)
     font, small = _font(max(12, width // 45)), _font(max(11, width // 60))
@@ -126,9 +129,10 @@ def add_legend(image: Image.Image, thresholds: Mapping[str, float], *, title: st
     header_h = font.getbbox("Ag")[3] + 2 * pad if title or model else 0
     keys = ([("outline", f"suspicious region ({regions})")] if regions else []) + \
         ([("box", f"top tiles ({top}), ranked")] if top else []) + \
-        [("hatch", f"left out: {reason}") for reason in qc_reasons]
+        [("hatch", f"left out: {reason}" + (f", {qc_mm2[reason]:.3g} mm²" if reason in (qc_mm2 or {}) else ""))
+         for reason in qc_reasons]
     bar_h = max(10, width // 50)
-    legend_h = pad + bar_h + 3 * line_h + pad + len(keys) * line_h + pad
+    legend_h = pad + bar_h + 3 * line_h + pad + (len(keys) + 1) * line_h + pad
     out = Image.new("RGB", (width, header_h + image.height + legend_h), (255, 255, 255))
     draw = ImageDraw.Draw(out)
     if header_h:
@@ -154,6 +158,7 @@ def add_legend(image: Image.Image, thresholds: Mapping[str, float], *, title: st
             draw.rectangle(box, outline=(120, 120, 120), width=1)
         draw.text((box[2] + pad, y), label, fill=(0, 0, 0), font=small)
         y += line_h
+    draw.text((pad, y), INTENDED_USE, fill=(0, 0, 0), font=small)
     return out
 
 
@@ -161,13 +166,14 @@ def render_heatmap(picture: np.ndarray, probabilities: np.ndarray, stride: int, 
                    origin: tuple[float, float], thresholds: Mapping[str, float],
                    top: Sequence[tuple[int, int]] = (), *, title: str | None = None, model: str | None = None,
                    regions: Sequence[RegionOutline] = (), level0_per_scan_pixel: float = 1.0,
-                   excluded: Mapping[str, np.ndarray] | None = None, scan_mpp: float | None = None) -> Image.Image:
+                   excluded: Mapping[str, np.ndarray] | None = None, excluded_mm2: Mapping[str, float] | None = None,
+                   scan_mpp: float | None = None) -> Image.Image:
     """The whole picture: `paint_overlay` (triage threshold from `thresholds`) framed by `add_legend`."""
     painted = paint_overlay(picture, probabilities, stride, tile, scale, origin, thresholds.get("triage"), top,
                             regions=regions, level0_per_scan_pixel=level0_per_scan_pixel, excluded=excluded,
                             scan_mpp=scan_mpp)
     return add_legend(painted, thresholds, title=title, model=model, qc_reasons=list(excluded or {}),
-                      regions=len(regions), top=len(top))
+                      regions=len(regions), top=len(top), qc_mm2=excluded_mm2)
 
 
 def _grid_placement(shape: tuple[int, int], stride: int, tile: int, scale: float, origin: tuple[float, float],

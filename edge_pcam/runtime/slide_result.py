@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_pcam.runtime.burden import OperatingCharacteristics, estimate_burden, raw_counts
 from edge_pcam.runtime.regions import Region, find_regions, size_category
-from edge_pcam.runtime.tissue import TissueQC
+from edge_pcam.runtime.tissue import SATURATION_THRESHOLD, TissueQC
 
 RESEARCH_USE = "research use only"
 CATEGORY_WORDS = {"itc": "isolated tumour cells size", "micromet": "micrometastasis size",
@@ -24,7 +24,8 @@ CATEGORY_WORDS = {"itc": "isolated tumour cells size", "micromet": "micrometasta
 NO_RATES = ("the model file stores no operating characteristics (made before they were kept): the adjusted "
             "tumour burden is skipped and the raw counts remain; `edge-pcam calibrate` stores them from your "
             "own labelled patches (`edge-pcam upgrade` from the counts an older card holds)")
-NO_TISSUE = "no tissue left after quality control: burden 0, category negative"
+NO_TISSUE = (f"no tissue found: no tile reaches HSV saturation {SATURATION_THRESHOLD} outside pen ink, or quality "
+             "control left every one out; burden 0, category negative")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,20 @@ class SlideResult:
         out["regions"] = [{**asdict(r), "category": size_category(r.diameter_mm)} for r in self.regions]
         out["intended_use"] = RESEARCH_USE
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlideResult:
+        """The result `as_dict` gave (read back from scan.json)."""
+        def ring(points: Any) -> list[tuple[float, float]]:
+            return [tuple(p) for p in points]
+
+        regions = [Region(ring(r["outline"]), [ring(h) for h in r["holes"]], tuple(r["centroid"]), r["diameter_mm"],
+                          r["area_mm2"], r["mean_probability"], r["max_probability"], r["tiles"])
+                   for r in data["regions"]]
+        ci = data["burden_ci"]
+        return cls(data["burden"], tuple(ci) if ci else None, data["method"], data["largest_region_mm"],
+                   data["tumour_area_mm2"], data["region_count"], data["category"], regions, data["raw_counts"],
+                   data["qc"], list(data["warnings"]))
 
 
 def slide_result(probabilities: np.ndarray, qc: TissueQC, oc: OperatingCharacteristics | None,

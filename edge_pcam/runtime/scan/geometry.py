@@ -11,7 +11,7 @@ import numpy as np
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.constants import PATCH_SHAPE, PCAM_MPP
 from edge_pcam.runtime.slide_base import Slide
-from edge_pcam.runtime.tissue import tissue_tiles
+from edge_pcam.runtime.tissue import TissueQC, thumbnail_reasons
 
 TILE = PATCH_SHAPE[0]  # tiles are the model's input: 96 pixels at PCam's µm/px
 EXACT_LEVEL = 0.01  # a pyramid level within 1% of PCam's µm/px is read as it is, not resampled
@@ -59,6 +59,11 @@ class ScanGeometry:
         """The grid's step in level-0 pixels."""
         return self.stride * self.level0_per_scan_pixel
 
+    @property
+    def cell_mm2(self) -> float:
+        """The area one grid cell stands for (a stride square), in mm²."""
+        return (self.stride * self.mpp / 1000) ** 2
+
 
 def plan_geometry(slide: Slide, stride: int) -> ScanGeometry:
     """The scan grid: PCam's µm/px (or an exact pyramid level), tiles of 96 at `stride`."""
@@ -74,16 +79,18 @@ def plan_geometry(slide: Slide, stride: int) -> ScanGeometry:
     return ScanGeometry(mpp, level, rows, cols, stride, slide.require_mpp())
 
 
-def find_tissue(slide: Slide, geometry: ScanGeometry) -> tuple[np.ndarray, float, np.ndarray]:
-    """A thumbnail (about THUMBNAIL_PIXELS_PER_STRIDE pixels per stride), its µm/px, and the
-    boolean (rows, cols) grid of tiles that hold tissue by PCam's saturation rule."""
+def find_tissue(slide: Slide, geometry: ScanGeometry) -> tuple[np.ndarray, float, TissueQC]:
+    """A thumbnail (about THUMBNAIL_PIXELS_PER_STRIDE pixels per stride), its µm/px, and each tile's
+    quality-control reason from it (`runtime.tissue.thumbnail_reasons`): tissue by PCam's saturation
+    rule with ink left out, background or ink. Blur is measured later, on the tiles classified."""
     extent = max(slide.size_at(geometry.mpp))
     thumb_mpp = geometry.mpp * geometry.stride / THUMBNAIL_PIXELS_PER_STRIDE
     thumb_mpp = min(max(thumb_mpp, geometry.mpp * extent / THUMBNAIL_SIDE[1]),
                     max(geometry.mpp, geometry.mpp * extent / THUMBNAIL_SIDE[0]))
     thumbnail = slide.thumbnail(thumb_mpp)
-    tissue = tissue_tiles(thumbnail, geometry.rows, geometry.cols, geometry.stride, TILE, geometry.mpp / thumb_mpp)
-    return thumbnail, thumb_mpp, tissue
+    reasons = thumbnail_reasons(thumbnail, geometry.rows, geometry.cols, geometry.stride, TILE,
+                                geometry.mpp / thumb_mpp)
+    return thumbnail, thumb_mpp, TissueQC(reasons, geometry.cell_mm2)
 
 
 def iter_tiles(slide: Slide, geometry: ScanGeometry, cells: np.ndarray

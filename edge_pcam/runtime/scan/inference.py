@@ -1,4 +1,5 @@
-"""The scan's inference loop: which interpreter runs, and tiles read ahead in a thread while it does."""
+"""The scan's inference loop: which interpreter runs, and tiles read ahead in a thread while it does;
+each batch's sharpness (the blur check of `runtime.tissue`) is measured on the same tiles."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from typing import Any
 import numpy as np
 
 from edge_pcam.errors import ModelFileError
+from edge_pcam.runtime.burden import OperatingCharacteristics
 from edge_pcam.runtime.metadata import model_bytes, read_metadata
 from edge_pcam.runtime.scan.geometry import ScanGeometry, iter_tiles
 from edge_pcam.runtime.slide_base import Slide
+from edge_pcam.runtime.tissue import sharpness
+
+Record = Callable[[list[tuple[int, int]], np.ndarray, np.ndarray], None]  # cells, probabilities, sharpness
 
 LOG_GROUP = 16  # tiles classified (and appended to the progress log) together, at least
 
@@ -24,12 +29,14 @@ LOG_GROUP = 16  # tiles classified (and appended to the progress log) together, 
 @dataclass(frozen=True)
 class ScanModels:
     """The classifier asked for, the file that runs it (a batched conversion of it, or itself),
-    and the Grad-CAM companion when the top tiles are explained."""
+    the Grad-CAM companion when the top tiles are explained, and the operating characteristics
+    of the classifier's card (None for a file made before they were stored)."""
 
     base: Any  # PatchModel
     runner: Any  # PatchModel
     companion: Any | None
     flatbuffer_sha256: str  # of the runner's model bytes (its card aside): what computes the probabilities
+    rates: OperatingCharacteristics | None = None
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,10 @@ class LoopTiming:
 
 def load_scan_models(model: Any, runtime: str, threads: int | None, device: str | None, batch: int | None,
                      explain: bool) -> ScanModels:
-    """Load `model` (None: the bundled one), the batched conversion beside it and, with `explain`, its companion."""
+    """Load `model` (None: the bundled one), the batched conversion beside it and, with `explain`, its companion.
+
+    The card's operating characteristics are read here, so a malformed block stops the scan before it starts.
+    """
     from edge_pcam.runtime.interpreter import load_model
 
     base = load_model(model, runtime=runtime, threads=threads, device=device)
@@ -55,7 +65,7 @@ def load_scan_models(model: Any, runtime: str, threads: int | None, device: str 
         from edge_pcam.runtime.gradcam import load_companion
         companion = load_companion(base)
     digest = hashlib.sha256(model_bytes(Path(runner.path).read_bytes())).hexdigest()
-    return ScanModels(base, runner, companion, digest)
+    return ScanModels(base, runner, companion, digest, OperatingCharacteristics.from_card(base.metadata))
 
 
 def find_batched_variant(model_path: Path, metadata: dict[str, Any], batch: int | None) -> Path | None:
@@ -126,13 +136,13 @@ def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
                 thread.join(0.05)
 
 
-def classify_tiles(slide: Slide, geometry: ScanGeometry, todo: np.ndarray, model: Any,
-                   record: Callable[[list[tuple[int, int]], np.ndarray], None], batch: int,
-                   progress: Callable[[int], None] | None = None) -> LoopTiming:
-    """Classify the tiles marked in the boolean grid `todo` in batches of `batch`.
+def classify_tiles(slide: Slide, geometry: ScanGeometry, todo: np.ndarray, model: Any, record: Record,
+                   batch: int, progress: Callable[[int], None] | None = None) -> LoopTiming:
+    """Classify the tiles marked in the boolean grid `todo` in batches of `batch`, and measure their sharpness.
 
-    Each batch's (cells, probabilities) go to `record` as soon as they are known
-    (the store appends them to the progress log); `progress` gets the count done so far.
+    Each batch's (cells, probabilities, sharpness) go to `record` as soon as they
+    are known (the store appends them to the progress log); `progress` gets the
+    count done so far.
     """
     cells: list[tuple[int, int]] = []
     pending: list[np.ndarray] = []
@@ -146,7 +156,7 @@ def classify_tiles(slide: Slide, geometry: ScanGeometry, todo: np.ndarray, model
         t0 = time.perf_counter()
         probs = model.predict(stacked[:count])
         inference += time.perf_counter() - t0
-        record(cells[:count], probs)
+        record(cells[:count], probs, sharpness(stacked[:count]))
         done += count
         del cells[:count]
         pending[:] = [stacked[count:]] if len(stacked) > count else []
@@ -162,3 +172,11 @@ def classify_tiles(slide: Slide, geometry: ScanGeometry, todo: np.ndarray, model
     if cells:
         classify(len(cells))
     return LoopTiming(done, time.perf_counter() - started, time.process_time() - cpu_started, inference)
+
+
+def measure_sharpness(slide: Slide, geometry: ScanGeometry, cells: np.ndarray,
+                      record: Callable[[list[tuple[int, int]], np.ndarray], None]) -> None:
+    """Read the tiles marked in the boolean grid `cells` and give `record` their (cells, sharpness),
+    a block of the slide at a time: the blur check for tiles classified by an earlier version."""
+    for block_cells, tiles in prefetch(iter_tiles(slide, geometry, cells)):
+        record(block_cells, sharpness(tiles))

@@ -22,6 +22,7 @@ from edge_pcam.runtime.scan.geometry import TILE, ScanGeometry, read_tile, tissu
 from edge_pcam.runtime.scan.report import REPORT_FILE, ScanReport, TopTile
 from edge_pcam.runtime.scan_heatmap import render_heatmap
 from edge_pcam.runtime.slide_base import Slide
+from edge_pcam.runtime.tissue import BACKGROUND, TissueQC
 
 PNG_LEVEL = 3  # zlib level for the PNGs: a third of the default's time, files about 10% larger
 THUMBNAIL_FILE, HEATMAP_FILE, TOP_FOLDER = "thumbnail.png", "heatmap.png", "top"
@@ -43,20 +44,22 @@ def write_viewer_outputs(slide: Slide, geometry: ScanGeometry, probabilities: np
     return write_viewer_files(out, tiles, findings.regions, threshold, size, category=findings.category)
 
 
-def write_pictures(slide: Slide, geometry: ScanGeometry, tissue: np.ndarray, thumbnail: np.ndarray,
+def write_pictures(slide: Slide, geometry: ScanGeometry, qc: TissueQC, thumbnail: np.ndarray,
                    thumb_mpp: float, probabilities: np.ndarray, thresholds: dict[str, float],
                    top: list[tuple[int, int]], findings: SlideFindings, model: str, out: Path) -> dict[str, str]:
-    """thumbnail.png, and heatmap.png over the tissue's bounding box; their report `files` entries.
+    """thumbnail.png, and heatmap.png over the bounding box of the tissue and what QC left out of it;
+    their report `files` entries.
 
     The heatmap is painted from the triage threshold up, outlines `findings`'
-    regions, hatches the areas it left out, and names the slide and `model`.
+    regions, hatches the areas QC left out (with their mm²), and names the slide and `model`.
     """
     save_png(thumbnail, out / THUMBNAIL_FILE, PNG_LEVEL)
-    picture, picture_mpp, origin = tissue_picture(slide, geometry, tissue, thumbnail, thumb_mpp)
+    framed = qc.reasons != BACKGROUND
+    picture, picture_mpp, origin = tissue_picture(slide, geometry, framed, thumbnail, thumb_mpp)
     heatmap = render_heatmap(picture, probabilities, geometry.stride, TILE, geometry.mpp / picture_mpp, origin,
                              thresholds, top, title=slide.path.name, model=model, regions=findings.regions,
                              level0_per_scan_pixel=geometry.level0_per_scan_pixel, excluded=findings.excluded,
-                             scan_mpp=geometry.mpp)
+                             excluded_mm2=findings.excluded_mm2, scan_mpp=geometry.mpp)
     save_png(heatmap, out / HEATMAP_FILE, PNG_LEVEL)
     return {"heatmap": HEATMAP_FILE, "thumbnail": THUMBNAIL_FILE}
 

@@ -16,14 +16,18 @@ from edge_pcam.runtime.fileio import prepare_output_folder
 from edge_pcam.runtime.metadata import sha256_file
 from edge_pcam.runtime.scan.findings import SlideFindings, slide_findings
 from edge_pcam.runtime.scan.geometry import TILE, ScanGeometry, find_tissue, plan_geometry
-from edge_pcam.runtime.scan.inference import LOG_GROUP, ScanModels, classify_tiles, load_scan_models
+from edge_pcam.runtime.scan.inference import (LOG_GROUP, ScanModels, classify_tiles, load_scan_models,
+                                              measure_sharpness)
 from edge_pcam.runtime.scan.outputs import write_pictures, write_report, write_top_tiles, write_viewer_outputs
 from edge_pcam.runtime.scan.report import (REPORT_FILE, ModelInfo, ScanReport, ScanSettings, SlideInfo, TileCounts,
                                            Timing, top_tiles, tumour_burden)
 from edge_pcam.runtime.scan.store import ResumeKey, TileStore, slide_digest
 from edge_pcam.runtime.slide import open_slide
 from edge_pcam.runtime.slide_base import LEVEL_TOLERANCE, Slide
-from edge_pcam.runtime.tissue import SATURATION_THRESHOLD
+from edge_pcam.runtime.tissue import BLUR_RATIO, INK_FRACTION, SATURATION_THRESHOLD, TissueQC
+
+TISSUE_RULE = (f"max HSV saturation >= {SATURATION_THRESHOLD} outside ink (PCam's rule); quality control leaves "
+               f"out tiles >= {INK_FRACTION:.0%} pen ink and tiles out of focus (sharpness < {BLUR_RATIO})")
 
 Progress = Callable[[int, int], None]
 
@@ -34,9 +38,10 @@ class ScanResult:
 
     report: ScanReport
     probabilities: np.ndarray  # (rows, cols) float32: each tissue tile's P(tumour), NaN elsewhere
-    tissue: np.ndarray  # (rows, cols) bool: the tiles the tissue rule kept
+    tissue: np.ndarray  # (rows, cols) bool: the tiles that passed quality control (`qc.tissue`)
     folder: Path
     findings: SlideFindings
+    qc: TissueQC  # each tile's reason: tissue, background, ink or blur
 
 
 def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os.PathLike | None = None, *,
@@ -67,46 +72,53 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
         digest = slide_digest(slide.path)
         store = TileStore(out, _resume_key(slide, geometry, models, digest))
         store.check()  # before the tissue mask: a refusal comes at once
-        thumbnail, thumb_mpp, tissue = find_tissue(slide, geometry)
-        store.open(tissue)
+        thumbnail, thumb_mpp, qc = find_tissue(slide, geometry)  # tissue, background and ink; blur below
+        store.open(qc.tissue)
         try:
             resumed = int(store.done.sum())
-            total = int(tissue.sum())
-            todo = tissue & ~store.done
-            if todo.any():
+            total = int(qc.tissue.sum())
+            todo = qc.tissue & ~store.done
+            if todo.any() or store.unmeasured.any():
                 (out / REPORT_FILE).unlink(missing_ok=True)  # scan.json exists only for a complete scan
+
+            def record(cells: list[tuple[int, int]], probs: np.ndarray, sharpness: np.ndarray) -> None:
+                store.append(cells, [geometry.origin(r, c) for r, c in cells], probs, sharpness)
+
             size = max(batch or 1, models.runner.batch, LOG_GROUP)
-            loop = classify_tiles(
-                slide, geometry, todo, models.runner,
-                lambda cells, probs: store.append(cells, [geometry.origin(r, c) for r, c in cells], probs), size,
-                (lambda done: progress(resumed + done, total)) if progress else None)
+            loop = classify_tiles(slide, geometry, todo, models.runner, record, size,
+                                  (lambda done: progress(resumed + done, total)) if progress else None)
+            measure_sharpness(slide, geometry, store.unmeasured,  # rows of a log from before it was kept
+                              lambda cells, sharp: record(cells, store.probabilities[tuple(zip(*cells))], sharp))
         finally:
             store.close()
-        probabilities = store.probabilities
+        qc = qc.with_blur(store.sharpness < BLUR_RATIO)
+        probabilities = np.where(qc.tissue, store.probabilities, np.float32(np.nan))  # the tiles that count
         thresholds = models.base.thresholds
         top = top_tiles(probabilities, top_k, stride)
-        findings = slide_findings(slide, geometry, tissue, probabilities, models)
+        findings = slide_findings(geometry, qc, probabilities, models)
         model_info = _model_info(models)
         files = write_viewer_outputs(slide, geometry, probabilities, findings, thresholds.get("decision", 0.5), out)
-        files.update(write_pictures(slide, geometry, tissue, thumbnail, thumb_mpp, probabilities, thresholds, top,
+        files.update(write_pictures(slide, geometry, qc, thumbnail, thumb_mpp, probabilities, thresholds, top,
                                     findings, f"{Path(model_info.path).name} ({model_info.sha256[:12]})", out))
         explainer = (models.base, models.companion) if explain else None
         top_entries = write_top_tiles(slide, geometry, top, probabilities, out, explainer)
         report = ScanReport(
             slide=SlideInfo.of(slide, geometry.level, digest, store.key.slide_bytes),
             geometry=geometry,
-            settings=ScanSettings(size, top_k, explain, f"max HSV saturation >= {SATURATION_THRESHOLD}", thumb_mpp),
+            settings=ScanSettings(size, top_k, explain, TISSUE_RULE, thumb_mpp),
             model=model_info,
-            tiles=TileCounts(total, loop.tiles, resumed),
+            tiles=TileCounts(int(qc.tissue.sum()), loop.tiles, resumed),
             tumour_burden=tumour_burden(probabilities, thresholds),
             top_tiles=top_entries,
-            warnings=_warnings(slide, geometry, models, batch, total, store.ignored),
+            warnings=_warnings(slide, geometry, models, batch, store.ignored)
+            + (findings.result.warnings if findings.result else []),  # no tissue; no stored rates
             timing=Timing(time.perf_counter() - started, loop.seconds, loop.cpu_seconds, loop.inference_seconds,
                           loop.tiles / loop.seconds if loop.tiles else None),
             files=files,
+            slide_result=findings.result,
         )
         write_report(report, out)
-        return ScanResult(report, probabilities, tissue, out, findings)
+        return ScanResult(report, probabilities, qc.tissue, out, findings, qc)
     finally:
         slide.close()
 
@@ -126,7 +138,7 @@ def _model_info(models: ScanModels) -> ModelInfo:
                      runner.runtime_version, runner.threads, str(runner.path), runner.batch, models.flatbuffer_sha256)
 
 
-def _warnings(slide: Slide, geometry: ScanGeometry, models: ScanModels, batch: int | None, tissue: int,
+def _warnings(slide: Slide, geometry: ScanGeometry, models: ScanModels, batch: int | None,
               ignored: int) -> list[str]:
     warnings = []
     base, runner = models.base, models.runner
@@ -137,10 +149,8 @@ def _warnings(slide: Slide, geometry: ScanGeometry, models: ScanModels, batch: i
     if level_mpp > PCAM_MPP * (1 + LEVEL_TOLERANCE):
         warnings.append(f"the slide's finest level is {level_mpp:.3g} µm/px, coarser than PCam's {PCAM_MPP}: "
                         "tiles were upsampled and the model sees less detail than it was trained on")
-    if tissue == 0:
-        warnings.append(f"no tissue found: no tile reaches HSV saturation {SATURATION_THRESHOLD} "
-                        "(PCam's background rule); nothing was classified")
     if ignored:
         warnings.append(f"{ignored:,} tile results of an earlier run lie outside the tissue mask; "
                         "they were dropped and do not count")
     return warnings
+

@@ -3,7 +3,9 @@
 `ScanReport.to_json()` gives scan.json's layout (its keys and their order are
 the file format users read); `ScanReport.from_json()` reads one back. A new
 section is a new field with a default of None, written by `to_json` only when
-set, so files without it still read.
+set, so files without it still read: `slide_result` (the slide-level result of
+`runtime.slide_result`: burden with its interval, regions in mm, size class,
+tissue QC) came so. `intended_use` opens every file.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import numpy as np
 from edge_pcam.runtime.constants import PCAM_MPP
 from edge_pcam.runtime.scan.geometry import TILE, ScanGeometry
 from edge_pcam.runtime.slide_base import Slide
+from edge_pcam.runtime.slide_result import RESEARCH_USE, SlideResult
 
 REPORT_FILE = "scan.json"
+INTENDED_USE = f"{RESEARCH_USE}: not a diagnostic device"
 BURDEN_POINTS = ("decision", "high_specificity")  # the model's thresholds the burden is given at
-BURDEN_DEFINITION = "positive tissue tiles / tissue tiles"
+BURDEN_DEFINITION = "positive tissue tiles / tissue tiles (the tiles that passed quality control)"
 TIMING_DEFINITION = ("tile_seconds: reading, resampling, inference and logging of the tiles classified in this "
                      "run; wall_seconds adds opening, tissue mask and outputs")
 
@@ -78,8 +82,8 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class TileCounts:
-    tissue: int  # tiles over tissue: every one has a result when the report exists
-    computed: int  # classified in this run
+    tissue: int  # tiles over tissue that passed quality control: every one has a result when the report exists
+    computed: int  # classified in this run (tiles found out of focus too)
     resumed: int  # taken from an earlier, killed run
 
 
@@ -132,11 +136,13 @@ class ScanReport:
     timing: Timing
     files: dict[str, str]  # output name -> path relative to the scan folder
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    slide_result: SlideResult | None = None
 
     def to_json(self) -> dict[str, Any]:
         """scan.json's content."""
         g, s, m = self.geometry, self.settings, self.model
-        return {
+        report = {
+            "intended_use": INTENDED_USE,
             "slide": {"path": self.slide.path, "reader": self.slide.reader, "width": self.slide.width,
                       "height": self.slide.height, "levels": [list(lv) for lv in self.slide.levels],
                       "mpp": self.slide.mpp, "mpp_source": self.slide.mpp_source, "level_read": self.slide.level_read,
@@ -153,6 +159,7 @@ class ScanReport:
                       "resumed": self.tiles.resumed},
             "tumour_burden": {**{name: _burden_json(self.tumour_burden.get(name)) for name in BURDEN_POINTS},
                               "definition": BURDEN_DEFINITION},
+            "slide_result": self.slide_result.as_dict() if self.slide_result is not None else None,
             "top_tiles": [_top_tile_json(t) for t in self.top_tiles],
             "warnings": list(self.warnings),
             "timing": {"wall_seconds": self.timing.wall_seconds, "tile_seconds": self.timing.tile_seconds,
@@ -162,6 +169,7 @@ class ScanReport:
             "files": dict(self.files),
             "created": self.created,
         }
+        return {key: value for key, value in report.items() if key != "slide_result" or value is not None}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ScanReport:
@@ -183,6 +191,7 @@ class ScanReport:
                           tm["tiles_per_second"]),
             files=dict(data["files"]),
             created=data["created"],
+            slide_result=SlideResult.from_dict(data["slide_result"]) if data.get("slide_result") else None,
         )
 
 

@@ -1,8 +1,8 @@
 """The scan's progress log (`.scan-progress.csv`), and when a killed scan may resume from it.
 
     # {"model_sha256": ..., "settings": {...}, "slide_digest": ..., ...}   the resume key
-    row,col,x,y,probability
-    12,40,7680,4608,0.031250
+    row,col,x,y,probability,sharpness
+    12,40,7680,4608,0.031250,0.212
     ...
 
 Each batch's rows are appended (and flushed) as soon as they are known, so a
@@ -16,12 +16,19 @@ it); what users read is the plain `tiles.csv` the finished scan writes, and
 the key's settings are in `scan.json` too. Before edge-pcam 0.2 the log was
 `tiles.csv` itself: such a file is read as the log (and renamed to it when
 the scan resumes).
+
+`sharpness` is the tile's focus measure (`runtime.tissue.sharpness`, for the
+blur check), so a resumed scan keeps it without reading its tiles again. A log
+written before it was kept (columns `row,col,x,y,probability`) is upgraded
+when resumed: its rows are kept with the sharpness empty, and the scan reads
+those tiles once more to measure it (no inference).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,7 +42,8 @@ from edge_pcam.runtime.fileio import atomic_path, atomic_write_text
 from edge_pcam.runtime.slide import TIFF_MAGIC
 
 PROGRESS_FILE = ".scan-progress.csv"
-PROGRESS_HEADER = "row,col,x,y,probability"
+PROGRESS_HEADER = "row,col,x,y,probability,sharpness"
+UNSHARP_HEADER = "row,col,x,y,probability"  # the columns before the sharpness was kept: upgraded on resume
 LEGACY_FILE = "tiles.csv"  # the log's name before edge-pcam 0.2, when it had the key in a comment line
 FSYNC_SECONDS = 5.0
 KEY_VERSION = 2  # 1: the key held the slide's path and size (edge-pcam 0.1)
@@ -155,18 +163,20 @@ class TileStore:
     """The progress log in the scan folder `folder`: the (rows, cols) grid of results so far, appended to
     as results come.
 
-    `probabilities` is NaN where a tile has no result (4 bytes a grid cell,
-    whatever the number of tiles); `ignored` counts rows of an earlier run
-    that fell outside the tissue mask.
+    `probabilities` is NaN where a tile has no result, `sharpness` where it has
+    none yet (8 bytes a grid cell, whatever the number of tiles); `ignored`
+    counts rows of an earlier run that fell outside the tissue mask.
     """
 
     folder: Path
     key: ResumeKey
     probabilities: np.ndarray = field(init=False)
+    sharpness: np.ndarray = field(init=False)
     ignored: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.probabilities = np.full(self.key.settings["grid"], np.nan, np.float32)
+        self.sharpness = np.full(self.key.settings["grid"], np.nan, np.float32)
         self._file = None
         self._last_sync = time.monotonic()
         self.path = self.folder / PROGRESS_FILE
@@ -197,10 +207,13 @@ class TileStore:
             self.path = target
         lines, cut = self._complete_lines()
         if len(lines) >= 2:
-            kept = self._load(lines[2:], tissue)
-            if cut or len(kept) != len(lines) - 2:
-                # a line cut by a kill, rows outside the tissue or repeated: the file keeps what counts
-                atomic_write_text(self.path, "".join(f"{line}\n" for line in (*lines[:2], *kept)))
+            if lines[1] not in (PROGRESS_HEADER, UNSHARP_HEADER):
+                raise EdgePcamError(f"{self.path}: unknown columns {lines[1]!r}; delete the file to scan again")
+            kept = self._load(lines[2:], tissue, sharp=lines[1] == PROGRESS_HEADER)
+            if cut or len(kept) != len(lines) - 2 or lines[1] != PROGRESS_HEADER:
+                # a line cut by a kill, rows outside the tissue or repeated, the columns of an earlier
+                # version: the file keeps what counts, in today's columns
+                atomic_write_text(self.path, "".join(f"{line}\n" for line in (lines[0], PROGRESS_HEADER, *kept)))
             self._file = open(self.path, "a", encoding="utf-8")
         else:
             with atomic_path(self.path) as tmp:
@@ -216,30 +229,36 @@ class TileStore:
         complete = data[:data.rfind(b"\n") + 1]
         return complete.decode("utf-8", errors="surrogateescape").splitlines(), len(complete) != len(data)
 
-    def _load(self, rows: list[str], tissue: np.ndarray) -> list[str]:
-        """Fill `probabilities` from `rows`; the rows that count (tissue tiles, the last row of each)."""
+    def _load(self, rows: list[str], tissue: np.ndarray, sharp: bool) -> list[str]:
+        """Fill `probabilities` and `sharpness` from `rows` (`sharp`: with the sharpness column); the rows
+        that count (tissue tiles, the last row of each), in today's columns."""
         grid_rows, grid_cols = self.probabilities.shape
         last: dict[tuple[int, int], str] = {}
         for line in rows:
+            fields = line.split(",")
             try:
-                row, col, _, _, prob = line.split(",")
-                r, c, p = int(row), int(col), float(prob)
-            except ValueError:
-                p = r = c = -1
-            if not (0 <= r < grid_rows and 0 <= c < grid_cols and 0.0 <= p <= 1.0):
+                r, c, p = int(fields[0]), int(fields[1]), float(fields[4])
+                s = float(fields[5]) if sharp and fields[5] else math.nan
+                whole = len(fields) == (6 if sharp else 5) and (math.isnan(s) or 0.0 <= s < math.inf)
+            except (ValueError, IndexError):
+                whole = False
+            if not (whole and 0 <= r < grid_rows and 0 <= c < grid_cols and 0.0 <= p <= 1.0):
                 raise EdgePcamError(f"{self.path}: damaged line {line!r}; delete the file to scan again")
             if not tissue[r, c]:
                 self.ignored += 1
                 continue
-            self.probabilities[r, c] = p
-            last[r, c] = line
+            self.probabilities[r, c], self.sharpness[r, c] = p, s
+            last[r, c] = line if sharp else f"{line},"
         return list(last.values())
 
-    def append(self, cells: list[tuple[int, int]], origins: list[tuple[int, int]], probs: np.ndarray) -> None:
-        self._file.write("".join(f"{r},{c},{x},{y},{p:.6f}\n" for (r, c), (x, y), p in zip(cells, origins, probs)))
+    def append(self, cells: list[tuple[int, int]], origins: list[tuple[int, int]], probs: np.ndarray,
+               sharpness: np.ndarray) -> None:
+        """Log each tile's probability and sharpness (the grids keep them as the log reads back)."""
+        self._file.write("".join(f"{r},{c},{x},{y},{p:.6f},{s:.6g}\n"
+                                 for (r, c), (x, y), p, s in zip(cells, origins, probs, sharpness)))
         self._file.flush()  # in the kernel's hands: survives the process being killed
-        for (r, c), p in zip(cells, probs):
-            self.probabilities[r, c] = float(f"{p:.6f}")
+        for (r, c), p, s in zip(cells, probs, sharpness):
+            self.probabilities[r, c], self.sharpness[r, c] = float(f"{p:.6f}"), float(f"{s:.6g}")
         if time.monotonic() - self._last_sync > FSYNC_SECONDS:
             self.sync()
 
@@ -247,6 +266,11 @@ class TileStore:
     def done(self) -> np.ndarray:
         """Boolean grid: tiles with a result."""
         return ~np.isnan(self.probabilities)
+
+    @property
+    def unmeasured(self) -> np.ndarray:
+        """Boolean grid: tiles with a result but no sharpness (rows of a log from before it was kept)."""
+        return self.done & np.isnan(self.sharpness)
 
     def sync(self) -> None:
         self._file.flush()
