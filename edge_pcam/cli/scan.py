@@ -81,27 +81,28 @@ def _scan_one(image: Path, out_dir: Path, model: Optional[Path], options: dict[s
     if report.slide_result is not None:
         out.print(summary_line(report.slide_result), highlight=False, soft_wrap=True)
     for warning in report.warnings:
-        err.print(f"[yellow]warning:[/] {warning}")
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)  # one line each, in logs too
     tiles, model_info, geometry = report.tiles, report.model, report.geometry
     out.print(f"{image}: {tiles.tissue:,} tissue tiles of {geometry.rows * geometry.cols:,} "
               f"at {geometry.mpp:.3f} µm/px ({tiles.computed:,} classified now, "
               f"{tiles.resumed:,} from an earlier run), read with {report.slide.reader}, model "
               f"{Path(model_info.path).name} run as {Path(model_info.inference_file).name} "
-              f"(batch {model_info.inference_batch}) on {model_info.runtime}")
+              f"(batch {model_info.inference_batch}) on {model_info.runtime}", soft_wrap=True)
     if report.slide_result is not None:
         left_out = {k: v for k, v in report.slide_result.qc["excluded_mm2"].items() if k != "background" and v}
         if left_out:
             out.print("quality control left out of the tissue: "
-                      + ", ".join(f"{reason} {area:.3g} mm²" for reason, area in left_out.items()), highlight=False)
+                      + ", ".join(f"{reason} {area:.3g} mm²" for reason, area in left_out.items()), soft_wrap=True)
     for name, burden in report.tumour_burden.items():
         if burden is not None and burden.fraction is not None:
             out.print(f"tiles at or above the {name} threshold {burden.threshold:.3f}: "
-                      f"{burden.fraction:.1%} ({burden.positive_tiles:,} tiles; a raw count, not the burden)")
+                      f"{burden.fraction:.1%} ({burden.positive_tiles:,} tiles; a raw count, not the burden)",
+                      soft_wrap=True)
     for entry in report.top_tiles:
         out.print(f"  #{entry.rank}: P={entry.probability:.3f} at x={entry.x}, y={entry.y} "
-                  f"(level 0, {entry.size:.0f} px)")
+                  f"(level 0, {entry.size:.0f} px)", soft_wrap=True)
     out.print(f"report: {out_dir / 'scan.json'}; heatmap: {out_dir / 'heatmap.png'}; QuPath: "
-              f"{out_dir / report.files['geojson']}; ASAP: {out_dir / report.files['asap_xml']}")
+              f"{out_dir / report.files['geojson']}; ASAP: {out_dir / report.files['asap_xml']}", soft_wrap=True)
 
 
 def _scan_many(images: list[Path], out_dir: Path, model: Optional[Path], options: dict[str, Any],

@@ -45,9 +45,15 @@ class SlideResult:
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """The result as JSON types (lists, not tuples), each region with its size class."""
+        def ring(points: Any) -> list[list[float]]:
+            return [list(p) for p in points]
+
         out = asdict(self)
         out["burden_ci"] = list(self.burden_ci) if self.burden_ci else None
-        out["regions"] = [{**asdict(r), "category": size_category(r.diameter_mm)} for r in self.regions]
+        out["regions"] = [{**asdict(r), "outline": ring(r.outline), "holes": [ring(h) for h in r.holes],
+                           "centroid": list(r.centroid), "category": size_category(r.diameter_mm)}
+                          for r in self.regions]
         out["intended_use"] = RESEARCH_USE
         return out
 

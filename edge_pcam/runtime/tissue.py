@@ -21,7 +21,9 @@ was never shown, each tile getting one reason (`REASONS`):
   variance of the Laplacian over variance of the grey levels below
   BLUR_RATIO (a sharp tile's fine detail is a large part of its variation, a
   defocused one's is not, whatever the stain's strength). Measured on tiles
-  the scan reads, so it runs on the batches being classified.
+  the scan reads, so it runs on the batches being classified. A tile without
+  any variation (empty glass at the tissue's edge that the thumbnail's
+  coarser pixels took for tissue) is background, not blur.
 
 `thumbnail_reasons` needs only the thumbnail the scan reads for its tissue
 mask; `blurred` takes the tiles as they are classified; `TissueQC` holds the
@@ -163,6 +165,14 @@ class TissueQC:
     def with_blur(self, cells: np.ndarray) -> TissueQC:
         """A copy where the tissue tiles marked in the boolean grid `cells` are out of focus."""
         return TissueQC(np.where(cells & self.tissue, BLUR, self.reasons).astype(np.uint8), self.cell_mm2)
+
+    def with_sharpness(self, values: np.ndarray) -> TissueQC:
+        """A copy with the tiles' measured `sharpness` (a (rows, cols) grid, NaN where not measured) applied:
+        tissue tiles below BLUR_RATIO are out of focus, except those without any variation (sharpness 0:
+        empty glass the thumbnail took for tissue at the tissue's edge), which are background."""
+        flat = (values == 0) & self.tissue
+        qc = TissueQC(np.where(flat, BACKGROUND, self.reasons).astype(np.uint8), self.cell_mm2)
+        return qc.with_blur(values < BLUR_RATIO)
 
     def as_dict(self) -> dict[str, Any]:
         return {"tissue_mm2": float(self.tissue.sum() * self.cell_mm2), "excluded_mm2": self.excluded_mm2(),

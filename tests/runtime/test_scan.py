@@ -77,10 +77,10 @@ def tile_table(out: Path) -> dict[tuple[int, int], tuple[int, int, float]]:
 
 
 def progress_table(out: Path) -> dict[tuple[int, int], tuple[int, int, float]]:
-    """The progress log (key line, header, then row,col,x,y,probability) as tile_table gives tiles.csv."""
+    """The progress log (key line, header, then row,col,x,y,probability,sharpness) as tile_table gives tiles.csv."""
     table = {}
     for line in (out / PROGRESS_FILE).read_text().splitlines()[2:]:
-        r, c, x, y, p = line.split(",")
+        r, c, x, y, p, _ = line.split(",")
         assert (int(r), int(c)) not in table, "a tile was written twice"
         table[int(r), int(c)] = (int(x), int(y), float(p))
     return table
@@ -173,7 +173,7 @@ def test_scan_of_a_40x_slide_reads_level_2_and_explains_top_tiles(small_slide, m
     calls = []
     report = scan_slide(small_slide.path, tmp_path / "out", model_file, top_k=3, explain=True,
                         progress=lambda done, total: calls.append((done, total))).report
-    assert calls[-1][0] == calls[-1][1] == report.tiles.tissue > 0
+    assert calls[-1][0] == calls[-1][1] == report.tiles.computed >= report.tiles.tissue > 0
     assert [e.rank for e in report.top_tiles] == [1, 2, 3]
     for entry in report.top_tiles:
         overlay = np.asarray(Image.open(tmp_path / "out" / entry.gradcam))
@@ -221,6 +221,12 @@ def test_glass_only_image_reports_no_tissue_and_exits_zero(tmp_path, model_file)
     assert report["tiles"]["tissue"] == 0 and report["top_tiles"] == []
     assert report["tumour_burden"]["decision"]["fraction"] is None
     assert report["warnings"] and (tmp_path / "out" / "heatmap.png").is_file()
+    # The slide result: negative, burden 0, said in the first line.
+    slide_result = report["slide_result"]
+    assert slide_result["category"] == "negative" and slide_result["burden"] == 0.0
+    assert slide_result["regions"] == [] and slide_result["qc"]["tissue_tiles"] == 0
+    assert any("no tissue" in w for w in slide_result["warnings"])
+    assert result.stdout.splitlines()[0].startswith("no tissue found") and "research use only" in result.stdout
 
 
 def test_batched_conversion_beside_the_model_is_found_by_its_metadata(tmp_path, model_file):

@@ -88,7 +88,7 @@ def test_a_folder_with_a_bad_and_a_half_written_slide(small_svs, tmp_path):
     half, notes = rows[str(inbox / "day 2" / "half.svs")]["status"], rows[str(inbox / "notes.svs")]["status"]
     assert "truncated" in half and "copy the file again" in half
     assert "not an image or slide edge-pcam can read" in notes
-    # The good slide's row says what its report says; the slide-level columns wait for the slide result.
+    # The good slide's row says what its report says.
     report = json.loads((out / "good" / "scan.json").read_text())
     assert int(good["tissue_tiles"]) == report["tiles"]["tissue"] > 0
     assert float(good["burden_decision"]) == pytest.approx(report["tumour_burden"]["decision"]["fraction"], abs=1e-6)
@@ -97,7 +97,12 @@ def test_a_folder_with_a_bad_and_a_half_written_slide(small_svs, tmp_path):
     assert float(good["top_probability"]) == pytest.approx(report["top_tiles"][0]["probability"], abs=1e-6)
     assert good["model_sha256"] == report["model"]["sha256"] == sha256(MODEL)
     assert good["reader"] == report["slide"]["reader"] == "tifffile"
-    assert good["burden_adjusted"] == good["largest_region_mm"] == ""
+    slide_result = report["slide_result"]  # the slide-level columns are the slide result's
+    assert float(good["burden_adjusted"]) == pytest.approx(slide_result["burden"], abs=1e-6)
+    assert [float(good["burden_adjusted_low"]), float(good["burden_adjusted_high"])] == pytest.approx(
+        slide_result["burden_ci"], abs=1e-6)
+    assert float(good["largest_region_mm"]) == pytest.approx(slide_result["largest_region_mm"], abs=1e-6)
+    assert good["largest_region_class"] == slide_result["category"]
     assert float(good["seconds"]) > 0
     # Its folder holds every output and scan.json lists them; the failed slides left no folder.
     assert sorted(p.name for p in (out / "good").iterdir() if not p.name.startswith(".")) == OUTPUTS

@@ -44,7 +44,9 @@ def test_the_geojson_of_a_real_scan_is_valid_and_holds_every_tile_inside_the_sli
     decision = report["model"]["thresholds"]["decision"]
     table = {(float(r["x"]), float(r["y"])): r for r in
              csv.DictReader((scanned.folder / report["files"]["tiles"]).read_text().splitlines())}
-    for feature in document["features"]:
+    regions = report["slide_result"]["regions"]
+    annotations, tiles = document["features"][:len(regions)], document["features"][len(regions):]
+    for feature in tiles:
         assert feature["type"] == "Feature" and feature["properties"]["objectType"] == "tile"
         check_rfc7946_polygon(feature["geometry"], width, height)  # closed, wound, inside the slide
         check_qupath_properties(feature["properties"])
@@ -57,11 +59,25 @@ def test_the_geojson_of_a_real_scan_is_valid_and_holds_every_tile_inside_the_sli
         p = feature["properties"]["measurements"]["P(tumour)"]
         assert p == pytest.approx(float(row["probability"]), abs=1e-6)
         assert feature["properties"]["classification"]["name"] == ("Tumor" if p >= decision else "Normal")
-    assert len(document["features"]) == len(table) == report["tiles"]["tissue"] > 0
-    assert {c["name"] for c in (f["properties"]["classification"] for f in document["features"])} == {"Tumor",
-                                                                                                     "Normal"}
-    # No regions yet (they come with the slide result): an ASAP file with its groups and no annotations.
-    assert asap_polygons(scanned.folder / report["files"]["asap_xml"]) == {"Tumor": [], "Exclusion": []}
+    assert len(tiles) == len(table) == report["tiles"]["tissue"] > 0
+    assert {c["name"] for c in (f["properties"]["classification"] for f in tiles)} == {"Tumor", "Normal"}
+    # The suspicious regions are scan.json's slide result's, first, in its order: the same outlines, names
+    # and sizes, in QuPath's GeoJSON and in ASAP's XML.
+    assert report["slide_result"]["region_count"] == len(regions) >= 1
+    polygons = asap_polygons(scanned.folder / report["files"]["asap_xml"])
+    assert len(polygons["Tumor"]) == len(regions) and polygons["Exclusion"] == []
+    for number, (feature, region, polygon) in enumerate(zip(annotations, regions, polygons["Tumor"]), start=1):
+        properties = feature["properties"]
+        assert properties["objectType"] == "annotation"
+        check_rfc7946_polygon(feature["geometry"], width, height)
+        check_qupath_properties(properties)
+        assert properties["name"] == f"Region {number}: {region['diameter_mm']:.2f} mm, {region['category']}"
+        assert properties["measurements"]["Longest diameter (mm)"] == pytest.approx(region["diameter_mm"], abs=1e-4)
+        assert properties["measurements"]["Area (mm^2)"] == pytest.approx(region["area_mm2"], abs=1e-5)
+        assert properties["measurements"]["Tiles"] == region["tiles"]
+        ring = feature["geometry"]["coordinates"][0]
+        assert sorted(map(tuple, ring[:-1])) == sorted((round(x, 2), round(y, 2)) for x, y in region["outline"][:-1])
+        assert polygon == ring[:-1]
 
 
 def test_tiles_csv_matches_the_scan_grid(scanned):
@@ -84,6 +100,8 @@ def test_the_findings_reach_every_output(svs, scanned, tmp_path, monkeypatch):
     pen[:2, :] = True
     findings = SlideFindings(regions=[region], excluded={"pen": pen}, category=lambda d: "itc",
                              summary={"largest_region_mm": 0.13, "largest_region_class": "itc"})
+    monkeypatch.setattr(pipeline, "slide_findings", lambda *args: SlideFindings())
+    scan_slide(svs, tmp_path / "plain", MODEL)  # no regions, nothing left out
     monkeypatch.setattr(pipeline, "slide_findings", lambda *args: findings)
     result = scan_slide(svs, tmp_path / "out", MODEL)
 
@@ -96,7 +114,7 @@ def test_the_findings_reach_every_output(svs, scanned, tmp_path, monkeypatch):
     assert summary_fields(result)["largest_region_mm"] == 0.13
     assert summary_fields(result)["largest_region_class"] == "itc"
     # The heatmap outlines the region (black on a white halo) and keys it and the QC hatching in the legend.
-    plain = np.asarray(Image.open(scanned.folder / "heatmap.png")).astype(int)
+    plain = np.asarray(Image.open(tmp_path / "plain" / "heatmap.png")).astype(int)
     marked = np.asarray(Image.open(tmp_path / "out" / "heatmap.png")).astype(int)
     assert marked.shape[0] > plain.shape[0] and marked.shape[1] == plain.shape[1]  # two more legend lines
     picture = slice(0, plain.shape[0] - 100)  # above the legends

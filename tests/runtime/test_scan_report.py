@@ -17,8 +17,9 @@ from edge_pcam.runtime.synthetic_slide import write_synthetic_slide
 MODEL = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "tiny_int8.tflite"
 
 # scan.json as users and scripts read it (edge-pcam 0.1's keys, in order, plus the resume key's slide.digest,
-# slide.bytes and model.inference_sha256, and the viewer files).
+# slide.bytes and model.inference_sha256, the viewer files, the intended use and the slide result).
 LAYOUT = {
+    "intended_use": None,
     "slide": ["path", "reader", "width", "height", "levels", "mpp", "mpp_source", "level_read", "level_mpp",
               "digest", "bytes"],
     "settings": ["stride", "tile", "mpp", "pcam_mpp", "tile_level0_pixels", "batch", "top_k", "explain",
@@ -27,6 +28,8 @@ LAYOUT = {
               "inference_batch", "inference_sha256"],
     "tiles": ["grid", "tissue", "computed", "resumed"],
     "tumour_burden": ["decision", "high_specificity", "definition"],
+    "slide_result": ["burden", "burden_ci", "method", "largest_region_mm", "tumour_area_mm2", "region_count",
+                     "category", "regions", "raw_counts", "qc", "warnings", "intended_use"],
     "top_tiles": None,
     "warnings": None,
     "timing": ["wall_seconds", "tile_seconds", "tile_cpu_seconds", "inference_seconds", "tiles_per_second",
@@ -35,6 +38,9 @@ LAYOUT = {
     "created": None,
 }
 TOP_TILE_KEYS = ["rank", "row", "col", "probability", "x", "y", "size", "centre", "image", "gradcam"]
+REGION_KEYS = ["outline", "holes", "centroid", "diameter_mm", "area_mm2", "mean_probability", "max_probability",
+               "tiles", "category"]
+QC_KEYS = ["tissue_mm2", "excluded_mm2", "tissue_tiles", "rules"]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +58,12 @@ def test_scan_json_keeps_its_layout(scanned):
         if keys is not None:
             assert list(data[section]) == keys, section
     assert [list(entry) for entry in data["top_tiles"]] == [TOP_TILE_KEYS] * 3
-    assert data["tumour_burden"]["definition"] == "positive tissue tiles / tissue tiles"
+    assert data["tumour_burden"]["definition"].startswith("positive tissue tiles / tissue tiles")
+    result = data["slide_result"]
+    assert result["region_count"] == len(result["regions"]) >= 1
+    assert [list(region) for region in result["regions"]] == [REGION_KEYS] * result["region_count"]
+    assert list(result["qc"]) == QC_KEYS and list(result["qc"]["excluded_mm2"]) == ["background", "ink", "blur"]
+    assert data["intended_use"].startswith("research use only") and result["intended_use"] == "research use only"
 
 
 def test_report_reads_back_from_scan_json(scanned):

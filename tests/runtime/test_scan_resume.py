@@ -131,7 +131,7 @@ def test_a_tile_row_outside_the_tissue_mask_is_ignored(slides, tmp_path):
     tissue = {tuple(map(int, line.split(",")[:2])) for line in lines[2:]}
     glass = next((r, c) for r in range(grid[0]) for c in range(grid[1]) if (r, c) not in tissue)
     # A certain-tumour row for a glass tile, as a kill between two runs of different versions could leave.
-    (out / PROGRESS_FILE).write_text("\n".join([*lines, f"{glass[0]},{glass[1]},0,0,1.000000"]) + "\n")
+    (out / PROGRESS_FILE).write_text("\n".join([*lines, f"{glass[0]},{glass[1]},0,0,1.000000,0.5"]) + "\n")
     (out / "scan.json").unlink()
 
     result = scan(slides[0], out, "--model", FIXTURES / "tiny_int8.tflite")
@@ -166,37 +166,41 @@ def test_resume_key_names_what_differs():
 
 
 def write_tiles(path: Path, key_: ResumeKey, rows: list[str], tail: str = "") -> None:
-    path.write_text(f"{key_.header()}\nrow,col,x,y,probability\n" + "".join(f"{r}\n" for r in rows) + tail)
+    path.write_text(f"{key_.header()}\nrow,col,x,y,probability,sharpness\n" + "".join(f"{r}\n" for r in rows) + tail)
 
 
 def test_tile_store_keeps_tissue_rows_and_drops_a_line_cut_by_a_kill(tmp_path):
     path = tmp_path / PROGRESS_FILE
     tissue = np.array([[False, True, True, True], [False, True, True, False]])
-    write_tiles(path, key(), ["0,1,96,0,0.250000", "0,2,192,0,0.750000", "0,0,0,0,0.990000",
-                              "1,3,288,96,0.900000"], tail="1,1,96,96,0.5")  # no newline: the process died
+    write_tiles(path, key(), ["0,1,96,0,0.250000,0.31", "0,2,192,0,0.750000,0.02", "0,0,0,0,0.990000,0.5",
+                              "1,3,288,96,0.900000,0.5"], tail="1,1,96,96,0.5,0.4")  # no newline: the process died
     store = TileStore(tmp_path, key())
     store.open(tissue)
-    store.append([(1, 2)], [(192, 96)], np.array([0.125]))
+    store.append([(1, 2)], [(192, 96)], np.array([0.125]), np.array([0.0123456789]))
     store.close()
     expected = np.full((2, 4), np.nan, np.float32)
     expected[0, 1], expected[0, 2], expected[1, 2] = 0.25, 0.75, 0.125
     np.testing.assert_array_equal(store.probabilities, expected)
+    expected[0, 1], expected[0, 2], expected[1, 2] = 0.31, 0.02, 0.0123457
+    np.testing.assert_array_equal(store.sharpness, expected)
     assert store.ignored == 2
-    assert path.read_text().splitlines()[2:] == ["0,1,96,0,0.250000", "0,2,192,0,0.750000", "1,2,192,96,0.125000"]
+    assert path.read_text().splitlines()[2:] == ["0,1,96,0,0.250000,0.31", "0,2,192,0,0.750000,0.02",
+                                                 "1,2,192,96,0.125000,0.0123457"]
 
 
-@pytest.mark.parametrize("line", ["-1,1,0,0,0.5", "0,4,0,0,0.5", "2,0,0,0,0.5", "0,1,0,0,nan", "0,1,0,0,1.5",
-                                  "0,1,0,0", "a,b,c,d,e"])
+@pytest.mark.parametrize("line", ["-1,1,0,0,0.5,0.1", "0,4,0,0,0.5,0.1", "2,0,0,0,0.5,0.1", "0,1,0,0,nan,0.1",
+                                  "0,1,0,0,1.5,0.1", "0,1,0,0,0.5,-1", "0,1,0,0,0.5,inf", "0,1,0,0,0.5",
+                                  "0,1,0,0,0.5,0.1,0", "a,b,c,d,e,f"])
 def test_tile_store_refuses_a_damaged_row(tmp_path, line):
     path = tmp_path / PROGRESS_FILE
-    write_tiles(path, key(), ["0,2,192,0,0.750000", line])
+    write_tiles(path, key(), ["0,2,192,0,0.750000,0.1", line])
     with pytest.raises(EdgePcamError, match="damaged line"):
         TileStore(tmp_path, key()).open(np.ones((2, 4), bool))
 
 
 def test_tile_store_refuses_another_key_and_an_earlier_format(tmp_path):
     path = tmp_path / PROGRESS_FILE
-    write_tiles(path, key(model_sha256="00" * 32), ["0,2,192,0,0.750000"])
+    write_tiles(path, key(model_sha256="00" * 32), ["0,2,192,0,0.750000,0.1"])
     with pytest.raises(EdgePcamError, match="holds a scan by another model"):
         TileStore(tmp_path, key()).check()
     path.write_text('# {"grid": [2, 4], "model_sha256": "x", "slide": "/a.tif", "slide_bytes": 1000, '

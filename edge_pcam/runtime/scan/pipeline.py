@@ -91,7 +91,7 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
                               lambda cells, sharp: record(cells, store.probabilities[tuple(zip(*cells))], sharp))
         finally:
             store.close()
-        qc = qc.with_blur(store.sharpness < BLUR_RATIO)
+        qc = qc.with_sharpness(store.sharpness)
         probabilities = np.where(qc.tissue, store.probabilities, np.float32(np.nan))  # the tiles that count
         thresholds = models.base.thresholds
         top = top_tiles(probabilities, top_k, stride)
