@@ -129,7 +129,7 @@ def add_legend(image: Image.Image, thresholds: Mapping[str, float], *, title: st
     header_h = font.getbbox("Ag")[3] + 2 * pad if title or model else 0
     keys = ([("outline", f"suspicious region ({regions})")] if regions else []) + \
         ([("box", f"top tiles ({top}), ranked")] if top else []) + \
-        [("hatch", f"left out: {reason}" + (f", {qc_mm2[reason]:.3g} mm²" if reason in (qc_mm2 or {}) else ""))
+        [("hatch", f"left out: {reason}" + (f", {qc_mm2[reason]:.3g} mm^2" if reason in (qc_mm2 or {}) else ""))
          for reason in qc_reasons]
     bar_h = max(10, width // 50)
     legend_h = pad + bar_h + 3 * line_h + pad + (len(keys) + 1) * line_h + pad

@@ -27,6 +27,7 @@ from PIL import Image
 
 from edge_pcam.runtime.constants import PCAM_MPP
 from edge_pcam.runtime.datasets.synthetic import paint_tissue
+from edge_pcam.runtime.synthetic_marks import draw_marks
 
 GLASS = (243, 241, 245)  # background: HSV saturation 0.016, well under PCam's 0.07
 PIECE = 256  # tissue is painted in pieces of this many pixels at PCAM_MPP
@@ -47,6 +48,7 @@ class SyntheticSlide:
     tissue: Box  # bounding box of the tissue ellipse
     tumour: Box  # the planted tumour rectangle
     levels: tuple[tuple[int, int], ...]  # (width, height) per pyramid level
+    blurred: Box | None = None  # with `marks`: the out-of-focus square (3 x 3 scan tiles)
 
 
 def default_layout(width: int, height: int) -> tuple[Box, Box]:
@@ -61,7 +63,7 @@ def default_layout(width: int, height: int) -> tuple[Box, Box]:
 def write_synthetic_slide(path: str | os.PathLike, width: int = 20_000, height: int = 20_000,
                           mpp: float = 0.486, *, tissue: Box | None = None, tumour: Box | None = None,
                           tile: int = 512, seed: int = 0, compression: str = "zlib", container: str = "tiff",
-                          min_level_size: int = 512) -> SyntheticSlide:
+                          min_level_size: int = 512, marks: bool = False) -> SyntheticSlide:
     """Write a tiled pyramidal slide (levels halving down to `min_level_size`) and describe it.
 
     `mpp` is level 0's µm per pixel (0.486 is a 20x scan; 0.243 a 40x one).
@@ -72,6 +74,7 @@ def write_synthetic_slide(path: str | os.PathLike, width: int = 20_000, height: 
     `compression`: tifffile's names ("zlib", "lzw", "jpeg" (YCbCr 4:2:0, as scanners write it),
     "none", ...), or "jpeg2000": Aperio's YCbCr JPEG 2000 (33003) in an SVS, else TIFF's 34712.
     Everything but zlib, none and packbits needs imagecodecs.
+    `marks`: pen strokes and an out-of-focus square drawn over the tissue (`runtime.synthetic_marks`).
     """
     if container not in CONTAINERS:
         raise ValueError(f"container must be one of {CONTAINERS}, not {container!r}")
@@ -85,13 +88,14 @@ def write_synthetic_slide(path: str | os.PathLike, width: int = 20_000, height: 
         levels.append((math.ceil(w / 2), math.ceil(h / 2)))
 
     with tempfile.TemporaryDirectory(prefix="edge-pcam-slide-") as tmp:
-        canvas = _TissueCanvas(Path(tmp) / "canvas.u8", tissue, tumour, mpp, seed)
+        canvas = _TissueCanvas(Path(tmp) / "canvas.u8", tissue, tumour, mpp, seed, marks)
+        blurred = canvas.blurred
         if container == "svs":
             _write_svs(path, canvas, levels, mpp, tile, compression)
         else:
             _write_subifd_pyramid(path, canvas, levels, mpp, tile, compression, ome=container == "ome")
         del canvas
-    return SyntheticSlide(path, width, height, mpp, tuple(tissue), tuple(tumour), tuple(levels))
+    return SyntheticSlide(path, width, height, mpp, tuple(tissue), tuple(tumour), tuple(levels), blurred)
 
 
 def _tile_options(compression: str, aperio: bool) -> dict:
@@ -180,7 +184,7 @@ def _aperio_j2k(rgb: np.ndarray) -> bytes:
 class _TissueCanvas:
     """The tissue ellipse painted at PCAM_MPP into a disk-backed array, read back as level tiles."""
 
-    def __init__(self, file: Path, tissue: Box, tumour: Box, mpp: float, seed: int):
+    def __init__(self, file: Path, tissue: Box, tumour: Box, mpp: float, seed: int, marks: bool = False):
         self.mpp = mpp
         scale = mpp / PCAM_MPP  # canvas pixels per level-0 pixel
         # Canvas covers the tissue box, in canvas pixels, anchored at canvas coordinate (cx0, cy0).
@@ -199,6 +203,10 @@ class _TissueCanvas:
                 inside = _ellipse_mask(px, py, pw, ph, w, h, seed)
                 piece = np.where(inside[..., None], painted, np.array(GLASS, np.uint8))
                 self.array[py:py + ph, px:px + pw] = piece
+        self.blurred = None
+        if marks:
+            box = draw_marks(self.array, (self.x0, self.y0))
+            self.blurred = tuple(round(v / scale) for v in box)  # level-0 pixels
         self.array.flush()
 
     def tiles(self, level_w: int, level_h: int, level_mpp: float, tile: int) -> Iterator[np.ndarray]:
@@ -249,7 +257,8 @@ def _ellipse_mask(px: int, py: int, pw: int, ph: int, w: int, h: int, seed: int)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m edge_pcam.runtime.synthetic_slide OUT [--size N] [--mpp X] [--seed S] [--container C] [--compression C]`."""
+    """`python -m edge_pcam.runtime.synthetic_slide OUT [--size N] [--mpp X] [--seed S] [--container C]
+    [--compression C] [--marks]`."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m edge_pcam.runtime.synthetic_slide",
@@ -261,9 +270,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--container", choices=CONTAINERS, default="tiff",
                         help="tiff (SubIFD pyramid), ome (OME-TIFF) or svs (Aperio layout)")
     parser.add_argument("--compression", default="zlib", help="zlib, lzw, jpeg, jpeg2000 or none")
+    parser.add_argument("--marks", action="store_true", help="draw pen strokes and an out-of-focus square on it")
     args = parser.parse_args(argv)
     slide = write_synthetic_slide(args.out, args.size, args.size, mpp=args.mpp, seed=args.seed,
-                                  container=args.container, compression=args.compression)
+                                  container=args.container, compression=args.compression, marks=args.marks)
     print(f"{slide.path}: {slide.width}x{slide.height} at {slide.mpp} µm/px, {len(slide.levels)} levels; "
           f"tissue {slide.tissue}, tumour {slide.tumour} (x0, y0, x1, y1, level-0 pixels)")
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from viewer_support import asap_polygons
 
@@ -99,13 +100,8 @@ def cut_to_old_columns(log: Path, keep: int) -> None:
 
 
 def test_the_blur_check_is_kept_in_the_log_and_measured_for_an_older_one(tmp_path, monkeypatch):
-    from qc_support import marked_copy
-
-    clean = write_synthetic_slide(tmp_path / "clean.tif", 2400, 2400, mpp=MPP, tissue=(200, 200, 2200, 2200),
-                                  tumour=(1200, 1200, 1800, 1800), seed=5).path
-    slide = tmp_path / "soft.tif"
-    # 3 x 3 tiles out of focus, near the top: among the rows a killed scan had logged
-    marked_copy(clean, slide, MPP, strokes=False, blur_box=(384, 384, 960, 960))
+    slide = write_synthetic_slide(tmp_path / "marked.tif", 2400, 2400, mpp=MPP, tissue=(200, 200, 2200, 2200),
+                                  tumour=(500, 500, 1100, 1100), seed=5, marks=True).path
 
     measured: list[int] = []
     measure = pipeline.measure_sharpness
@@ -129,22 +125,33 @@ def test_the_blur_check_is_kept_in_the_log_and_measured_for_an_older_one(tmp_pat
     assert measured == [0, 0]
     assert again.report.slide_result == fresh.report.slide_result
 
-    # Resumed from a log without the sharpness column (cut short by a kill, too): upgraded, the tiles
-    # it holds read again for their sharpness only, the others classified; the same result.
-    cut_to_old_columns(log, keep=len(rows) // 2)
+    # Resumed from a log without the sharpness column, cut short by a kill after the blurred tiles:
+    # upgraded, the tiles it holds read again for their sharpness only, the others classified; the same result.
+    soft = [k for k, row in enumerate(rows) if float(row.split(",")[5]) < BLUR_RATIO]
+    keep = soft[-1] + 1
+    assert len(soft) == 9 and keep < len(rows)
+    cut_to_old_columns(log, keep)
     (out / "scan.json").unlink()
     upgraded = scan_slide(slide, out, MODEL)
-    assert upgraded.report.tiles.resumed == len(rows) // 2 and measured[-1] == len(rows) // 2
-    blurred = [row for row in rows[:len(rows) // 2] if float(row.split(",")[5]) < BLUR_RATIO]
-    assert len(blurred) == 9  # the blur check had to be made on the tiles read again
+    assert upgraded.report.tiles.resumed == keep and measured[-1] == keep
     assert upgraded.report.slide_result == fresh.report.slide_result
     lines = log.read_text().splitlines()
     assert lines[1] == "row,col,x,y,probability,sharpness"
     # The kept rows, upgraded with an empty sharpness; then every tile's row as a fresh scan logs it.
-    upgraded_rows = [",".join(row.split(",")[:5]) + "," for row in rows[:len(rows) // 2]]
+    upgraded_rows = [",".join(row.split(",")[:5]) + "," for row in rows[:keep]]
     assert sorted(lines[2:]) == sorted(upgraded_rows + rows)
 
 
 def test_overlapping_tiles_count_for_the_area_they_add():
     assert tile_weight(96) == 1.0 and tile_weight(192) == 1.0  # side by side, or gaps between
     assert tile_weight(48) == 0.25 and tile_weight(32) == pytest.approx(1 / 9)
+
+
+def test_a_log_with_unknown_columns_is_refused_in_one_line(tmp_path):
+    from edge_pcam.errors import EdgePcamError
+    from edge_pcam.runtime.scan.store import ResumeKey, TileStore
+
+    key = ResumeKey("ab" * 32, 1000, "cd" * 32, {"grid": [2, 4]})
+    (tmp_path / PROGRESS_FILE).write_text(f"{key.header()}\nrow,col,probability\n0,1,0.5\n")
+    with pytest.raises(EdgePcamError, match="unknown columns 'row,col,probability'; delete the file"):
+        TileStore(tmp_path, key).open(np.ones((2, 4), bool))

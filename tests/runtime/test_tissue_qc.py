@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
-from qc_support import BLUR_BOX, INKS, marked_copy
 
 from edge_pcam.runtime.datasets.synthetic import open_synthetic, paint_tissue
 from edge_pcam.runtime.tissue import (BACKGROUND, BLUR, INK, TISSUE, TissueQC, blurred, ink_pixels, sharpness,
@@ -19,6 +18,8 @@ from edge_pcam.runtime.tissue import (BACKGROUND, BLUR, INK, TISSUE, TissueQC, b
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 GLASS = (243, 241, 245)
+INKS = {"blue": (40, 70, 170), "green": (40, 140, 80), "red": (205, 35, 45), "black": (25, 22, 28),
+        "faded blue": (150, 170, 220)}
 
 
 def test_ink_colours_are_found_and_stained_tissue_is_not():
@@ -99,10 +100,11 @@ def test_ink_and_blur_leave_the_burden_within_a_point_and_are_reported(tmp_path,
     model = FIXTURES / "tiny_int8.tflite"
     if not model.is_file():
         pytest.skip(f"{model} not found: run tests/fixtures/make_fixtures.py")
-    clean = write_synthetic_slide(tmp_path / "clean.tif", 4000, 4000, mpp=0.486, tissue=(400, 400, 3600, 3600),
-                                  tumour=(1000, 1000, 1800, 1900), seed=3).path
+    # The same slide (6,000 pixels a side at 0.486 µm/px) without and with pen strokes and an out-of-focus patch.
+    layout = dict(mpp=0.486, tissue=(600, 600, 5400, 5400), tumour=(1500, 1500, 2700, 2850), seed=3)
+    clean = write_synthetic_slide(tmp_path / "clean.tif", 6000, 6000, **layout).path
+    soft = write_synthetic_slide(tmp_path / "marked.tif", 6000, 6000, marks=True, **layout).blurred
     marked = tmp_path / "marked.tif"
-    marked_copy(clean, marked, 0.486)
     reports = {}
     for path in (clean, marked):
         command = [sys.executable, "-m", "edge_pcam", "scan", str(path), "--out", str(tmp_path / path.stem),
@@ -124,7 +126,7 @@ def test_ink_and_blur_leave_the_burden_within_a_point_and_are_reported(tmp_path,
     # The tiles left out are in no output: tiles.csv holds the tiles that count, none in the blurred patch.
     rows = (tmp_path / "marked" / "tiles.csv").read_text().splitlines()[1:]
     assert len(rows) == reports["marked"]["tiles"]["tissue"] == after["qc"]["tissue_tiles"]
-    x0, y0, x1, y1 = BLUR_BOX
+    x0, y0, x1, y1 = soft
     assert not [r for r in rows if x0 <= int(r.split(",")[0]) < x1 and y0 <= int(r.split(",")[1]) < y1]
     # The heatmap hatches what was left out (blur in its own colour, here only).
     def hatched(name: str) -> int:
