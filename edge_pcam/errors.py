@@ -21,3 +21,7 @@ class RuntimeUnavailableError(EdgePcamError):
 
 class RecipeError(EdgePcamError):
     """A recipe file with unknown keys or values of the wrong type."""
+
+
+class MissingExtraError(EdgePcamError):
+    """A workstation command (training, conversion) run where its optional packages are not installed."""

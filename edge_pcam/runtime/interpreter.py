@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_pcam.errors import ModelFileError, RuntimeUnavailableError
+from edge_pcam.errors import EdgePcamError, ModelFileError, RuntimeUnavailableError
 from edge_pcam.runtime.flatbuffer import check_model
 from edge_pcam.runtime.metadata import metadata_from_bytes, model_bytes
 from edge_pcam.runtime.symmetric_matmul import symmetric_matmul_operands
@@ -48,16 +48,34 @@ _MODULES = {LITERT: "ai_edge_litert", TFLITE_RUNTIME: "tflite_runtime", TF_LITE:
 
 PATCH_SHAPE = (96, 96, 3)
 FEATURE_SHAPE = (12, 12, 256)
+MAX_THREADS = 64  # well past any gain for one 96x96 patch; a box with more cores may use them all
 EDGETPU_LIBRARY = {"linux": "libedgetpu.so.1", "darwin": "libedgetpu.1.dylib", "win32": "edgetpu.dll"}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def default_threads() -> int:
     """Threads used when none are asked for: every core, up to 4 (a Raspberry Pi's count)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+    return max(1, min(usable_cores(), 4))
+
+
+def check_threads(threads: int) -> int:
+    """`threads` when an interpreter can run with it: 1 to max(MAX_THREADS, cores).
+
+    The interpreters start that many worker threads without checking: past what
+    the system can start (about 100,000 here) they crash the process, and an
+    int beyond 32 bits is refused with a screenful of the model's bytes.
+    """
+    limit = max(MAX_THREADS, usable_cores())
+    if not 1 <= threads <= limit:
+        raise EdgePcamError(f"threads must be 1 to {limit} (this machine has {usable_cores()} cores), got {threads}")
+    return threads
 
 
 @dataclass(frozen=True)
@@ -270,7 +288,7 @@ def open_interpreter(content: bytes, backend: Backend, threads: int, delegates: 
     delegate") is kept out of the terminal; when loading fails, its last lines
     go into the error message.
     """
-    kwargs: dict[str, Any] = {"model_content": content, "num_threads": threads}
+    kwargs: dict[str, Any] = {"model_content": content, "num_threads": check_threads(threads)}
     if delegates:
         kwargs["experimental_delegates"] = delegates
     with _captured_stderr() as captured:
@@ -336,9 +354,7 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", thr
         raise RuntimeUnavailableError(
             f"{path}: dynamic-range models made by TensorFlow 2.21 use FULLY_CONNECTED version 12, which "
             f"tflite-runtime {backend.version} cannot run; use ai-edge-litert, or the int8 or float32 file")
-    threads = default_threads() if threads is None else int(threads)
-    if threads < 1:
-        raise RuntimeUnavailableError(f"threads must be at least 1, got {threads}")
+    threads = default_threads() if threads is None else check_threads(int(threads))
     delegates = [edgetpu_delegate(backend, device)] if device else None
     if not as_converted:
         content, _ = symmetric_matmul_operands(content)  # lets XNNPACK run the attention's int8 products
