@@ -19,7 +19,14 @@ TRAIN_MODULES = {"tensorflow": "tensorflow", "tf_keras": "tf-keras",
 
 def missing_train_packages() -> list[str]:
     """The train extra's packages that cannot be imported here (found without importing them)."""
-    return [package for module, package in TRAIN_MODULES.items() if importlib.util.find_spec(module) is None]
+    return [package for module, package in TRAIN_MODULES.items() if not _installed(module)]
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or an import hook that refuses it
+        return False
 
 
 def require_train_extra(what: str) -> None:
