@@ -134,7 +134,7 @@ def iter_patches(sources: Sequence[Source], crop: bool = True
                         done = i + 1
         except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
             # a file damaged (or replaced) after its header was checked: one line for the rest
-            yield f"{shown}#{done}..{src.rows - 1}", None, f"HDF5 read failed ({exc})"
+            yield f"{shown}#{done}..{src.rows - 1}", None, printable(f"HDF5 read failed ({exc})")
 
 
 def patch_batches(sources: Sequence[Source], crop: bool, on_error: Callable[[InputProblem], None],
