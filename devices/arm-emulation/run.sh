@@ -117,6 +117,27 @@ run_aarch64() {
   fi
 }
 
+# mount_system ROOT FS...: mount proc, sys and/or dev inside ROOT (binfmt; proot binds them
+# itself); unmount_system undoes them, at the latest on exit
+MOUNTS=()
+mount_system() {
+  [ "$RUNNER" = binfmt ] || return 0
+  local root=$1 fs; shift
+  for fs in "$@"; do
+    case $fs in
+      proc) mount -t proc proc "$root/proc" ;;
+      sys) mount -t sysfs sysfs "$root/sys" ;;
+      dev) mount --bind /dev "$root/dev" ;;
+    esac
+    MOUNTS+=("$root/$fs")
+  done
+}
+unmount_system() {
+  for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTS[$i]}" 2>/dev/null || true; done
+  MOUNTS=()
+}
+trap unmount_system EXIT
+
 # --- 3. the arm64 root --------------------------------------------------------------------
 # Two stages: the first only downloads and unpacks (nothing of the target runs on the host),
 # the second configures the packages inside the root through the runner chosen above.
@@ -127,33 +148,30 @@ if [ ! -s "$ROOT_TAR" ]; then
   debootstrap --foreign --arch=arm64 --variant=minbase --include="$ROOT_PACKAGES" bookworm "$build" "$DEBIAN_MIRROR" \
     > "$CACHE/debootstrap.log" 2>&1 || { tail -20 "$CACHE/debootstrap.log" >&2; die "debootstrap (first stage) failed"; }
   log "debootstrap second stage inside the root ($RUNNER)"
-  run_aarch64 "$build" cortex-a72 /debootstrap/debootstrap --second-stage >> "$CACHE/debootstrap.log" 2>&1 \
-    || { tail -20 "$CACHE/debootstrap.log" >&2; die "debootstrap (second stage) failed"; }
-  for fs in dev/pts proc sys; do umount -l "$build/$fs" 2>/dev/null || true; done
+  mount_system "$build" proc sys  # maintainer scripts need /proc; debootstrap makes /dev itself
+  run_aarch64 "$build" cortex-a72 /debootstrap/debootstrap --second-stage --keep-debootstrap-dir \
+    >> "$CACHE/debootstrap.log" 2>&1 || { tail -20 "$CACHE/debootstrap.log" >&2; die "debootstrap (second stage) failed"; }
+  cat "$build/debootstrap/debootstrap.log" >> "$CACHE/debootstrap.log"
+  # debootstrap retries a failed configuration five times and then reports success anyway: check
+  unconfigured=$(run_aarch64 "$build" cortex-a72 /usr/bin/dpkg --audit 2>&1 || true)
+  unmount_system
+  [ -z "$unconfigured" ] || { printf '%s\n' "$unconfigured" | tail -20 >&2
+                              die "debootstrap left packages unconfigured (see $CACHE/debootstrap.log)"; }
+  rm -rf "$build/debootstrap"
   tar -C "$build" -cf "$ROOT_TAR.tmp" . && mv "$ROOT_TAR.tmp" "$ROOT_TAR"
   rm -rf "$build"
 fi
 WORK=$(mktemp -d "$CACHE/run.XXXXXX")
 ROOT=$WORK/root
-MOUNTS=()
 cleanup() {
-  for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTS[$i]}" 2>/dev/null || true; done
+  unmount_system
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 mkdir -p "$ROOT"
 tar -C "$ROOT" -xf "$ROOT_TAR"
 log "root: $ROOT (from $ROOT_TAR)"
-if [ "$RUNNER" = binfmt ]; then
-  for fs in proc sys dev; do
-    case $fs in
-      proc) mount -t proc proc "$ROOT/proc" ;;
-      sys) mount -t sysfs sysfs "$ROOT/sys" ;;
-      dev) mount --bind /dev "$ROOT/dev" ;;
-    esac
-    MOUNTS+=("$ROOT/$fs")
-  done
-fi
+mount_system "$ROOT" proc sys dev
 
 # in_root CPU CMD...: run CMD inside the root on the emulated CPU
 in_root() { run_aarch64 "$ROOT" "$@"; }
