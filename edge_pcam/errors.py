@@ -25,3 +25,7 @@ class RecipeError(EdgePcamError):
 
 class EdgePcamWarning(UserWarning):
     """Something the user should know that does not stop the work (the command line prints it as one line)."""
+
+
+class MissingExtraError(EdgePcamError):
+    """A workstation command (training, conversion) run where its optional packages are not installed."""

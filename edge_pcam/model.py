@@ -18,14 +18,12 @@ import math
 
 import tf_keras as keras
 
-PATCH_SIZE = 96
-CHANNELS = 3
-PARAMETER_COUNT = 494_337
-ATTENTION_DIM = 128
+from edge_pcam.architecture import (ATTENTION_DIM, CHANNELS, CONV_FILTERS, HEAD_UNITS, KERNEL, MODEL_NAME,
+                                    PARAMETER_COUNT, PATCH_SIZE)
+
 FEATURE_LAYER = "pool3"
 LOGIT_LAYER = "logit"
 OUTPUT_LAYER = "prob"
-MODEL_NAME = "edge_pcam_attention_cnn"
 
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -54,8 +52,8 @@ def _build(l2: float, dropout: float) -> keras.Model:
 
     x_in = keras.Input((PATCH_SIZE, PATCH_SIZE, CHANNELS), name="image")
     x = x_in
-    for i, filters in enumerate((64, 128, 256), start=1):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu",
+    for i, filters in enumerate(CONV_FILTERS, start=1):
+        x = layers.Conv2D(filters, KERNEL, padding="same", activation="relu",
                           kernel_regularizer=reg, name=f"conv{i}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
 
@@ -70,7 +68,7 @@ def _build(l2: float, dropout: float) -> keras.Model:
     o = layers.Dense(ATTENTION_DIM, kernel_regularizer=reg, name="o")(context)
 
     h = layers.GlobalAveragePooling1D(name="gap")(o)
-    h = layers.Dense(64, activation="relu", kernel_regularizer=reg, name="fc")(h)
+    h = layers.Dense(HEAD_UNITS, activation="relu", kernel_regularizer=reg, name="fc")(h)
     h = layers.Dropout(dropout, name="dropout")(h)
     logit = layers.Dense(1, kernel_regularizer=reg, name=LOGIT_LAYER)(h)
     prob = layers.Activation("sigmoid", dtype="float32", name=OUTPUT_LAYER)(logit)

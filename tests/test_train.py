@@ -327,24 +327,52 @@ def test_chief_is_read_from_tf_config(monkeypatch, config, chief):
     assert _is_chief_from_env() is chief
 
 
+# Ctrl-C while best.h5 is being scored, in a child process: the SIGINT comes from the kernel the
+# moment scoring starts. Raising KeyboardInterrupt inside this pytest process instead left the first
+# run's TensorFlow state (model, datasets, iterators, held by the traceback's reference cycle) to be
+# torn down by the garbage collector in the middle of the rerun; under CPU load that aborted the
+# whole suite ("free(): corrupted unsorted chunks", "Fatal Python error: Aborted" in make_iterator).
+CTRL_C_WHILE_SCORING = r"""
+import signal, sys
+from edge_pcam.training import fit
+scoring = fit._predict
+
+def interrupted(*args, **kwargs):
+    signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, delivered as a signal
+    return scoring(*args, **kwargs)
+
+fit._predict = interrupted
+from edge_pcam.cli import main
+sys.argv = ["edge-pcam", *sys.argv[1:]]
+main()
+"""
+
+
 @pytest.mark.parametrize("early_stop", [False, True])
-def test_kill_while_scoring_then_rerun_trains_no_more(tmp_path, monkeypatch, early_stop):
-    """Training done, killed while best.h5 was being scored: the rerun only scores (no epoch added)."""
-    from edge_pcam.training import fit
-    extra = {"early_stopping.patience": 0, "training.epochs": 3} if early_stop else {"early_stopping.enabled": False}
-    recipe = tiny(**extra)
+def test_kill_while_scoring_then_rerun_trains_no_more(tmp_path, early_stop):
+    """Training done, Ctrl-C while best.h5 was being scored: the same command again only scores."""
     out = tmp_path / "run"
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(fit, "_predict", killed)
-    with pytest.raises(KeyboardInterrupt):
-        fit.train("synthetic:64", out, recipe, strategy="cpu", verbose=0, log=lambda m: None)
+    settings = ["--set", "early_stopping.patience=0", "--epochs", "3"] if early_stop else \
+        ["--set", "early_stopping.enabled=false", "--epochs", "2"]
+    args = ["train", "--data", "synthetic:64", "--out", str(out), "--recipe", "subset-cpu", "--batch-size", "8",
+            "--strategy", "cpu", *settings]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    killed = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_SCORING, *args], capture_output=True, text=True,
+                            env=env, timeout=600)
+    assert killed.returncode == 130, killed.stderr[-3000:]
+    assert "scoring best.h5" in killed.stderr and "interrupted: run the same command again" in killed.stderr
+    assert "Traceback" not in killed.stderr and "Fatal Python error" not in killed.stderr
     assert not (out / "metrics.json").exists() and (out / "backup").is_dir()
     before = (out / "history.csv").read_text()
-    monkeypatch.undo()
-    result = fit.train("synthetic:64", out, recipe, strategy="cpu", verbose=0, log=lambda m: None)
-    assert (out / "history.csv").read_text() == before
-    assert result.epochs_run == (1 if early_stop else 2) and result.stopped_early is early_stop
-    assert result.metrics["best_epoch"] >= 1 and (out / "metrics.json").is_file()
+
+    again = subprocess.run([sys.executable, "-m", "edge_pcam", *args], capture_output=True, text=True, env=env,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "history.csv").read_text() == before  # no epoch trained again or added
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == (1 if early_stop else 2) and metrics["stopped_early"] is early_stop
+    assert metrics["best_epoch"] >= 1 and not (out / "backup").exists()
+
+    from edge_pcam.training.modelio import load_model
+    assert load_model(out / "final.h5").count_params() == 494_337

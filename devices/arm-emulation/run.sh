@@ -6,14 +6,16 @@
 #   sudo devices/arm-emulation/run.sh            # or: make arm-check
 #
 # Steps (each reused from the cache when present):
-#  1. an arm64 Debian bookworm root built with debootstrap (about 4-10 minutes and 480 MB the
-#     first time), kept as ${CACHE}/arm64-bookworm.tar outside the repository;
-#  2. qemu-user-static 10 from bookworm-backports (bookworm's 7.2 crashes ai-edge-litert: it
+#  1. qemu-user-static 10 from bookworm-backports (bookworm's 7.2 crashes ai-edge-litert: it
 #     hands over the host's /proc/cpuinfo), registered with binfmt_misc ("F" flag, so the root
-#     needs no qemu binary inside); QEMU_CPU pins cortex-a72 (Raspberry Pi 4) and cortex-a76
-#     (Raspberry Pi 5); /proc, /sys and /dev are mounted inside the root;
-#     where binfmt_misc cannot be registered (an unprivileged container), proot -q runs the
-#     root's binaries through qemu-aarch64 instead (EDGE_PCAM_ARM_RUNNER=proot forces it);
+#     needs no qemu binary inside) before anything runs an aarch64 binary; where binfmt_misc
+#     cannot be registered (an unprivileged container), proot -q runs the root's binaries
+#     through qemu-aarch64 instead (EDGE_PCAM_ARM_RUNNER=proot forces it);
+#  2. an arm64 Debian bookworm root built with debootstrap in two stages (--foreign on the
+#     host, --second-stage inside the root through the runner of step 1; about 4-10 minutes and
+#     480 MB the first time), kept as ${CACHE}/arm64-bookworm.tar outside the repository;
+#     QEMU_CPU pins cortex-a72 (Raspberry Pi 4) and cortex-a76 (Raspberry Pi 5); /proc, /sys
+#     and /dev are mounted inside the root;
 #  3. aarch64 wheels downloaded on this machine with pip download (pip inside the emulated root
 #     cannot verify TLS here) and installed offline: ai-edge-litert 2.3.0 (manylinux_2_27) with
 #     numpy 2 in one venv; tflite-runtime 2.14.0 (manylinux_2_34) in a second venv made with
@@ -78,31 +80,12 @@ fi
 [ "$(qemu_major)" -ge 10 ] || die "qemu-aarch64-static $(qemu_major) is too old (ai-edge-litert needs qemu >= 10)"
 log "$(qemu-aarch64-static --version | head -1)"
 
-# --- 2. the arm64 root --------------------------------------------------------------------
-if [ ! -s "$ROOT_TAR" ]; then
-  build=$CACHE/build-root
-  rm -rf "$build"
-  log "debootstrap arm64 bookworm into $build (minutes; cached afterwards as $ROOT_TAR)"
-  debootstrap --arch=arm64 --variant=minbase --include="$ROOT_PACKAGES" bookworm "$build" "$DEBIAN_MIRROR" \
-    > "$CACHE/debootstrap.log" 2>&1 || { tail -20 "$CACHE/debootstrap.log" >&2; die "debootstrap failed"; }
-  tar -C "$build" -cf "$ROOT_TAR.tmp" . && mv "$ROOT_TAR.tmp" "$ROOT_TAR"
-  rm -rf "$build"
-fi
-WORK=$(mktemp -d "$CACHE/run.XXXXXX")
-ROOT=$WORK/root
-MOUNTS=()
-cleanup() {
-  for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTS[$i]}" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$ROOT"
-tar -C "$ROOT" -xf "$ROOT_TAR"
-log "root: $ROOT (from $ROOT_TAR)"
-
+# --- 2. how aarch64 binaries run, chosen before anything runs them -------------------------
 # binfmt_misc: register qemu-aarch64 (with the F flag the kernel keeps the interpreter open,
-# so it works inside the chroot). Falls back to proot when registration is impossible.
-binfmt_ok() {
+# so it works inside a chroot with no qemu binary). Falls back to proot when registration is
+# impossible (an unprivileged container). debootstrap's second stage already runs aarch64
+# binaries, so this comes first: on a fresh machine nothing is registered yet.
+register_binfmt() {
   [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || return 1
   if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
     cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register 2>/dev/null || return 1
@@ -111,38 +94,90 @@ binfmt_ok() {
   interp=$(sed -n 's/^interpreter //p' /proc/sys/fs/binfmt_misc/qemu-aarch64)
   # the registered interpreter must be qemu 10 (an older registration would crash ai-edge-litert)
   case "$interp" in /usr/libexec/qemu-binfmt/*|/usr/bin/qemu-aarch64*) ;; *) return 1 ;; esac
-  QEMU_CPU=cortex-a72 chroot "$ROOT" /bin/true 2>/dev/null
 }
 if [ "$RUNNER" = auto ]; then
-  if binfmt_ok; then RUNNER=binfmt; else RUNNER=proot; fi
+  if register_binfmt; then RUNNER=binfmt; else RUNNER=proot; fi
+elif [ "$RUNNER" = binfmt ]; then
+  register_binfmt || die "cannot register qemu-aarch64 with binfmt_misc (try EDGE_PCAM_ARM_RUNNER=proot)"
 fi
-if [ "$RUNNER" = binfmt ]; then
-  for fs in proc sys dev; do
-    case $fs in
-      proc) mount -t proc proc "$ROOT/proc" ;;
-      sys) mount -t sysfs sysfs "$ROOT/sys" ;;
-      dev) mount --bind /dev "$ROOT/dev" ;;
-    esac
-    MOUNTS+=("$ROOT/$fs")
-  done
-else
-  command -v proot >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq proot >/dev/null; }
+if [ "$RUNNER" = proot ] && ! command -v proot >/dev/null; then
+  apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq proot >/dev/null
 fi
 log "running aarch64 binaries through: $RUNNER"
 
-# in_root CPU CMD...: run CMD inside the root on the emulated CPU
-in_root() {
-  local cpu=$1; shift
+# run_aarch64 ROOT CPU CMD...: run CMD (a path inside ROOT) as root inside ROOT on the emulated CPU
+run_aarch64() {
+  local root=$1 cpu=$2; shift 2
   if [ "$RUNNER" = binfmt ]; then
-    QEMU_CPU=$cpu chroot "$ROOT" /usr/bin/env -i QEMU_CPU="$cpu" HOME=/root LANG=C.UTF-8 \
+    QEMU_CPU=$cpu chroot "$root" /usr/bin/env -i QEMU_CPU="$cpu" HOME=/root LANG=C.UTF-8 \
       PATH=/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=/src "$@"
   else
-    proot -q "qemu-aarch64-static -cpu $cpu" -r "$ROOT" -b /proc -b /sys -b /dev -w / /usr/bin/env -i \
+    proot -0 -q "qemu-aarch64-static -cpu $cpu" -r "$root" -b /proc -b /sys -b /dev -w / /usr/bin/env -i \
       HOME=/root LANG=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=/src "$@"
   fi
 }
 
-# --- 3. wheels, downloaded here, installed offline inside ---------------------------------
+# mount_system ROOT FS...: mount proc, sys and/or dev inside ROOT (binfmt; proot binds them
+# itself); unmount_system undoes them, at the latest on exit
+MOUNTS=()
+mount_system() {
+  [ "$RUNNER" = binfmt ] || return 0
+  local root=$1 fs; shift
+  for fs in "$@"; do
+    case $fs in
+      proc) mount -t proc proc "$root/proc" ;;
+      sys) mount -t sysfs sysfs "$root/sys" ;;
+      dev) mount --bind /dev "$root/dev" ;;
+    esac
+    MOUNTS+=("$root/$fs")
+  done
+}
+unmount_system() {
+  for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTS[$i]}" 2>/dev/null || true; done
+  MOUNTS=()
+}
+trap unmount_system EXIT
+
+# --- 3. the arm64 root --------------------------------------------------------------------
+# Two stages: the first only downloads and unpacks (nothing of the target runs on the host),
+# the second configures the packages inside the root through the runner chosen above.
+if [ ! -s "$ROOT_TAR" ]; then
+  build=$CACHE/build-root
+  rm -rf "$build"
+  log "debootstrap arm64 bookworm into $build (minutes; cached afterwards as $ROOT_TAR)"
+  debootstrap --foreign --arch=arm64 --variant=minbase --include="$ROOT_PACKAGES" bookworm "$build" "$DEBIAN_MIRROR" \
+    > "$CACHE/debootstrap.log" 2>&1 || { tail -20 "$CACHE/debootstrap.log" >&2; die "debootstrap (first stage) failed"; }
+  log "debootstrap second stage inside the root ($RUNNER)"
+  mount_system "$build" proc sys  # maintainer scripts need /proc; debootstrap makes /dev itself
+  run_aarch64 "$build" cortex-a72 /debootstrap/debootstrap --second-stage --keep-debootstrap-dir \
+    >> "$CACHE/debootstrap.log" 2>&1 || { tail -20 "$CACHE/debootstrap.log" >&2; die "debootstrap (second stage) failed"; }
+  cat "$build/debootstrap/debootstrap.log" >> "$CACHE/debootstrap.log"
+  # debootstrap retries a failed configuration five times and then reports success anyway: check
+  unconfigured=$(run_aarch64 "$build" cortex-a72 /usr/bin/dpkg --audit 2>&1 || true)
+  unmount_system
+  [ -z "$unconfigured" ] || { printf '%s\n' "$unconfigured" | tail -20 >&2
+                              die "debootstrap left packages unconfigured (see $CACHE/debootstrap.log)"; }
+  rm -rf "$build/debootstrap"
+  tar -C "$build" -cf "$ROOT_TAR.tmp" . && mv "$ROOT_TAR.tmp" "$ROOT_TAR"
+  rm -rf "$build"
+fi
+WORK=$(mktemp -d "$CACHE/run.XXXXXX")
+ROOT=$WORK/root
+cleanup() {
+  unmount_system
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$ROOT"
+tar -C "$ROOT" -xf "$ROOT_TAR"
+log "root: $ROOT (from $ROOT_TAR)"
+mount_system "$ROOT" proc sys dev
+
+# in_root CPU CMD...: run CMD inside the root on the emulated CPU
+in_root() { run_aarch64 "$ROOT" "$@"; }
+in_root cortex-a72 /bin/true || die "cannot run aarch64 binaries in $ROOT through $RUNNER"
+
+# --- 4. wheels, downloaded here, installed offline inside ---------------------------------
 mkdir -p "$WHEELS/litert" "$WHEELS/tflrt"
 PIP=("$PYTHON" -m pip download --disable-pip-version-check -q --only-binary=:all: --python-version 3.11)
 if ! ls "$WHEELS"/litert/ai_edge_litert-"$LITERT_VERSION"-*.whl >/dev/null 2>&1; then
@@ -182,7 +217,7 @@ else
   tar -C "$ROOT/opt" -cf "$VENV_TAR.tmp" venv-litert venv-tflrt && mv "$VENV_TAR.tmp" "$VENV_TAR"
 fi
 
-# --- 4. the same commands on x86-64 and on aarch64 ----------------------------------------
+# --- 5. the same commands on x86-64 and on aarch64 ----------------------------------------
 if [ -n "${ARM_MODELS:-}" ]; then
   read -r -a MODEL_DIRS <<< "$ARM_MODELS"
 else

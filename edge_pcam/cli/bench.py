@@ -48,8 +48,13 @@ def bench(
         thread_list = [int(t) for t in threads.split(",") if t.strip()]
     except ValueError:
         raise EdgePcamError(f"--threads {threads}: give comma-separated whole numbers, e.g. 1,2,4") from None
-    if not thread_list or min(thread_list) < 1:
+    if not thread_list:
         raise EdgePcamError(f"--threads {threads}: give at least one thread count of 1 or more")
+    from edge_pcam.runtime.interpreter import check_threads
+    try:
+        thread_list = [check_threads(t) for t in thread_list]
+    except EdgePcamError as exc:
+        raise EdgePcamError(f"--threads {threads}: {exc}") from None
     settings = BenchSettings(
         models=models, data=data, out=out_dir, split=split,
         runtimes=[r for r in runtimes.split(",") if r.strip()] if runtimes else None,

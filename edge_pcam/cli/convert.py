@@ -41,6 +41,8 @@ def convert(
     name: Annotated[str, typer.Option("--name", help="File name prefix.")] = "edge_pcam",
 ) -> None:
     """Convert a Keras model to TFLite files with metadata, gated against the Keras model on validation data."""
+    from edge_pcam.extras import require_train_extra
+    require_train_extra("edge-pcam convert")
     import os
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edge_pcam.export.recipe import DEFAULT_RECIPE, load_convert_recipe

@@ -8,8 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge_pcam.cli.console import out, progress
+from edge_pcam.cli.console import err, out, progress
 from edge_pcam.cli.options import Data, Split
+
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 
 
 def evaluate(
@@ -23,6 +25,9 @@ def evaluate(
 ) -> None:
     """Accuracy, precision, recall, specificity, F1 and AUC at 0.5, at the triage threshold
     (95% sensitivity) and at 99% specificity."""
+    if model.suffix.lower() in KERAS_SUFFIXES:
+        from edge_pcam.extras import require_train_extra
+        require_train_extra(f"evaluating a Keras model ({model.name})")
     import os
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from rich.table import Table
@@ -40,8 +45,15 @@ def evaluate(
     for col in ("point", "thresh", "acc", "prec", "recall", "spec", "F1", "AUC"):
         table.add_column(col, justify="left" if col == "point" else "right")
     for point, p in result.metrics.items():
-        table.add_row(point, f"{p['threshold']:.3f}", f"{p['accuracy']:.3f}", f"{p['precision']:.3f}",
-                      f"{p['recall']:.3f}", f"{p['specificity']:.3f}", f"{p['f1']:.3f}", f"{p['auc']:.3f}")
+        table.add_row(point, *(_cell(p[k]) for k in ("threshold", "accuracy", "precision", "recall", "specificity",
+                                                      "f1", "auc")))
     out.print(table)
+    for warning in result.warnings:
+        err.print(f"edge-pcam: warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if json_out is not None:
         json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+
+
+def _cell(value: float | None) -> str:
+    """A table cell: three decimals, or '-' for a metric the data leaves undefined."""
+    return "-" if value is None else f"{value:.3f}"

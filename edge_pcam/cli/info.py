@@ -29,17 +29,15 @@ def info(model: Annotated[Optional[Path], typer.Argument(help="A .tflite file to
         raise EdgePcamError("--json describes a model file: give one (edge-pcam info MODEL.tflite --json)")
     from rich.table import Table
 
-    from edge_pcam.model import PARAMETER_COUNT, build_model
-    m = build_model()
-    table = Table(title=f"{m.name}: the design's attention-CNN")
+    from edge_pcam.architecture import MODEL_NAME, PARAMETER_COUNT, design_layers
+    layers = design_layers()  # a static description: no TensorFlow needed
+    table = Table(title=f"{MODEL_NAME}: the design's attention-CNN")
     for col in ("layer", "type", "output shape", "parameters"):
         table.add_column(col, justify="right" if col == "parameters" else "left")
-    for layer in m.layers:
-        shape = layer.output_shape
-        shape = shape[0] if isinstance(shape, list) else shape
-        table.add_row(layer.name, type(layer).__name__, str(tuple(shape[1:])), f"{layer.count_params():,}")
+    for layer in layers:
+        table.add_row(layer.name, layer.kind, str(layer.output), f"{layer.parameters:,}")
     out.print(table)
-    total = m.count_params()
+    total = sum(layer.parameters for layer in layers)
     out.print(f"Total parameters: {total:,} (the design states {PARAMETER_COUNT:,})")
 
 

@@ -34,7 +34,7 @@ def predict(paths: Paths, model: ModelFile = None,
     import sys
 
     from edge_pcam.errors import DataError
-    from edge_pcam.runtime.classify import classify, write_csv, write_json
+    from edge_pcam.runtime.classify import classify, csv_text, write_csv, write_json
     from edge_pcam.runtime.interpreter import load_model
 
     patch_model = load_model(model, runtime=runtime, threads=threads, device=device)
@@ -50,7 +50,7 @@ def predict(paths: Paths, model: ModelFile = None,
     if json is not None:
         write_json(result, json)
     if csv is None and json is None:
-        write_csv(result, stream=sys.stdout)
+        sys.stdout.write(csv_text(result))
     counts = ", ".join(f"{n} {label}" for label, n in sorted(result.counts().items())) or "none"
     failed = f"; {len(result.errors)} failed" if result.errors else ""
     n = len(result.predictions)

@@ -27,6 +27,8 @@ def qat(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a QAT run already in --out.")] = False,
 ) -> None:
     """Fine-tune a trained model with quantization-aware training (the whole model, attention included)."""
+    from edge_pcam.extras import require_train_extra
+    require_train_extra("edge-pcam qat")
     import os
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edge_pcam.cli.train import summary_table

@@ -36,6 +36,8 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run already in --out.")] = False,
 ) -> None:
     """Train the design's attention-CNN; resumable after any interruption (same command again)."""
+    from edge_pcam.extras import require_train_extra
+    require_train_extra("edge-pcam train")
     import os
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the logs
     from edge_pcam.training.recipe import load_recipe, parse_override

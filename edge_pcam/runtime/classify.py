@@ -11,6 +11,7 @@ for 95% sensitivity) unless one is given.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -22,12 +23,15 @@ from typing import Any
 import numpy as np
 
 from edge_pcam.errors import DataError, EdgePcamError
-from edge_pcam.runtime.constants import PATCH_SHAPE
 from edge_pcam.runtime.images import IMAGE_SUFFIXES, load_patch
 from edge_pcam.runtime.interpreter import PatchModel
+from edge_pcam.runtime.metadata import atomic_write_bytes
+from edge_pcam.runtime.pathtext import printable, printable_path
 from edge_pcam.runtime.tta import predict_tta
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
+HDF5_GZ_SUFFIXES = (".h5.gz", ".hdf5.gz")
+FOLDER_SUFFIXES = IMAGE_SUFFIXES + HDF5_SUFFIXES + HDF5_GZ_SUFFIXES
 HDF5_DATASET = "x"
 BATCH = 64
 
@@ -52,71 +56,72 @@ class InputProblem:
 
 
 def expand_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Source], list[InputProblem]]:
-    """Sources for `paths` (folders searched recursively, sorted), and the paths that cannot be used."""
+    """Sources for `paths` (folders searched recursively, sorted), and the paths that cannot be used.
+
+    In a folder, every image and HDF5 file is an input except PCam's label files
+    (`*_y.h5`, the labels beside `*_x.h5`); an image named `*_y.png` is a patch.
+    """
     sources: list[Source] = []
     problems: list[InputProblem] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-                           and p.suffix.lower() in IMAGE_SUFFIXES + HDF5_SUFFIXES
-                           and not p.stem.lower().endswith("_y"))  # PCam's label files beside *_x.h5
+                           and p.name.lower().endswith(FOLDER_SUFFIXES) and not is_pcam_label_file(p))
             if not found:
-                problems.append(InputProblem(str(path), "folder holds no images (.png .jpg .tif) or .h5 files"))
+                problems.append(InputProblem(printable_path(path),
+                                             "folder holds no images (.png .jpg .tif) or .h5 files"))
             candidates = found
         elif path.exists():
             candidates = [path]
         else:
-            problems.append(InputProblem(str(path), "no such file or folder"))
+            problems.append(InputProblem(printable_path(path), "no such file or folder"))
             continue
         for p in candidates:
             try:
                 sources.append(_source(p))
             except DataError as exc:
-                problems.append(InputProblem(str(p), _reason(exc, p)))
+                problems.append(InputProblem(printable_path(p), _reason(exc, p)))
     return sources, problems
+
+
+def is_pcam_label_file(path: Path) -> bool:
+    """True for PCam's label files (`..._y.h5`, `..._y.hdf5`, gzipped or not): labels, not patches."""
+    name = path.name.lower().removesuffix(".gz")
+    return name.endswith(HDF5_SUFFIXES) and Path(name).stem.endswith("_y")
 
 
 def _source(path: Path) -> Source:
     name = path.name.lower()
-    if name.endswith((".h5.gz", ".hdf5.gz")):
+    if name.endswith(HDF5_GZ_SUFFIXES):
         raise DataError(f"{path}: gzipped HDF5; decompress it first (gunzip) or use `--data` with its folder")
     if path.suffix.lower() in HDF5_SUFFIXES:
-        return Source(path, _hdf5_rows(path))
+        from edge_pcam.runtime.datasets.hdf5 import patch_rows
+        return Source(path, patch_rows(path))
     return Source(path)
 
 
-def _hdf5_rows(path: Path) -> int:
-    import h5py
-    try:
-        with h5py.File(path, "r") as f:
-            if HDF5_DATASET not in f:
-                raise DataError(f"{path}: HDF5 file without a dataset '{HDF5_DATASET}' (not a PCam *_x.h5 file)")
-            x = f[HDF5_DATASET]
-            if x.ndim != 4 or x.shape[1:] != PATCH_SHAPE or x.dtype != np.uint8:
-                raise DataError(f"{path}: dataset '{HDF5_DATASET}' is {x.dtype} {x.shape}, "
-                                "not N x 96 x 96 x 3 uint8 patches")
-            return int(x.shape[0])
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open as HDF5 ({exc})") from None
-
-
 def _reason(exc: Exception, path: Path) -> str:
-    """The message without a leading 'path: ' (the path is printed beside it)."""
+    """The message without a leading 'path: ' (the path is printed beside it), printable."""
     text = str(exc)
     prefix = f"{path}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return printable(text[len(prefix):] if text.startswith(prefix) else text)
 
 
 def iter_patches(sources: Sequence[Source], crop: bool = True
                  ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
-    """(id, uint8 patch, None) per patch, or (id, None, reason) for one that cannot be read."""
+    """(id, uint8 patch, None) per patch, or (id, None, reason) for one that cannot be read.
+
+    Ids are printable (see edge_pcam.runtime.pathtext): a file name that is not
+    valid UTF-8 shows its odd bytes as \\xNN, so every writer can take it.
+    """
     for src in sources:
+        shown = printable_path(src.path)
         if src.rows is None:
             try:
-                yield str(src.path), load_patch(src.path, crop=crop), None
+                yield shown, load_patch(src.path, crop=crop), None
             except DataError as exc:
-                yield str(src.path), None, _reason(exc, src.path)
+                yield shown, None, _reason(exc, src.path)
             continue
         import h5py
         done = 0
@@ -125,10 +130,11 @@ def iter_patches(sources: Sequence[Source], crop: bool = True
                 x = f[HDF5_DATASET]
                 for start in range(0, src.rows, BATCH):
                     for i, patch in enumerate(x[start:start + BATCH], start):
-                        yield f"{src.path}#{i}", patch, None
+                        yield f"{shown}#{i}", patch, None
                         done = i + 1
-        except (OSError, KeyError) as exc:  # a file damaged after its header: one line for the rest
-            yield f"{src.path}#{done}..{src.rows - 1}", None, f"HDF5 read failed ({exc})"
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+            # a file damaged (or replaced) after its header was checked: one line for the rest
+            yield f"{shown}#{done}..{src.rows - 1}", None, printable(f"HDF5 read failed ({exc})")
 
 
 def patch_batches(sources: Sequence[Source], crop: bool, on_error: Callable[[InputProblem], None],
@@ -250,19 +256,21 @@ def classify(paths: Sequence[str | os.PathLike], model: PatchModel, *, threshold
     return result
 
 
-def write_csv(result: ClassifyResult, path: str | os.PathLike | None = None, stream=None) -> None:
-    """Rows `path,probability,prediction` to a file (or an open text stream)."""
-    def emit(f) -> None:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["path", "probability", "prediction"])
-        for p in result.predictions:
-            w.writerow([p.path, f"{p.probability:.6f}", p.prediction])
-    if path is None:
-        emit(stream)
-        return
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        emit(f)
+def csv_text(result: ClassifyResult) -> str:
+    """Rows `path,probability,prediction`, with a header."""
+    buffer = io.StringIO()
+    w = csv.writer(buffer, lineterminator="\n")
+    w.writerow(["path", "probability", "prediction"])
+    for p in result.predictions:
+        w.writerow([p.path, f"{p.probability:.6f}", p.prediction])
+    return buffer.getvalue()
+
+
+def write_csv(result: ClassifyResult, path: str | os.PathLike) -> None:
+    """The CSV rows to `path`, written whole or not at all (a temporary file, then a rename)."""
+    atomic_write_bytes(path, csv_text(result).encode("utf-8"))
 
 
 def write_json(result: ClassifyResult, path: str | os.PathLike) -> None:
-    Path(path).write_text(json.dumps(result.as_dict(), indent=1) + "\n", encoding="utf-8")
+    """Rows, settings and summary as JSON, written whole or not at all."""
+    atomic_write_bytes(path, (json.dumps(result.as_dict(), indent=1) + "\n").encode("utf-8"))

@@ -12,6 +12,7 @@ PCam label outlined), plus an index CSV.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 import time
@@ -29,7 +30,7 @@ from edge_pcam.runtime.cam import cam_from_gradients, upsample_cam
 from edge_pcam.runtime.classify import InputProblem, choose_threshold, input_batches, labels_of
 from edge_pcam.runtime.interpreter import PatchModel, open_interpreter, read_model_file, resolve_runtime
 from edge_pcam.runtime.signature import COMPANION_INPUTS, COMPANION_OUTPUTS, signature_tensors
-from edge_pcam.runtime.metadata import sha256_file
+from edge_pcam.runtime.metadata import atomic_write_bytes, sha256_file
 
 CENTRE = (32, 64)
 OVERLAY_ALPHA = 0.55
@@ -198,10 +199,11 @@ def run_gradcam(paths: Sequence[str | os.PathLike], model: PatchModel, out: str 
                                           *(files[k].name for k in ("overlay", "heatmap", "cam"))))
         if progress:
             progress(len(ids))
-    with open(out / "gradcam.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["path", "probability", "prediction", "overlay", "heatmap", "cam"])
-        for r in result.rows:
-            w.writerow([r.path, f"{r.probability:.6f}", r.prediction, r.overlay, r.heatmap, r.cam])
+    index = io.StringIO()  # patch ids are printable (edge_pcam.runtime.pathtext): always valid UTF-8
+    w = csv.writer(index, lineterminator="\n")
+    w.writerow(["path", "probability", "prediction", "overlay", "heatmap", "cam"])
+    for r in result.rows:
+        w.writerow([r.path, f"{r.probability:.6f}", r.prediction, r.overlay, r.heatmap, r.cam])
+    atomic_write_bytes(out / "gradcam.csv", index.getvalue().encode("utf-8"))
     result.seconds = time.perf_counter() - t0
     return result

@@ -7,6 +7,7 @@ patch the model was trained on.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,8 +64,14 @@ def check_patch_files(paths: Iterable[str | Path]) -> None:
 def _open_image(path: str | Path, failure: str) -> Iterator[Image.Image]:
     """Image.open(path), with Pillow's errors (opening, or `failure` inside the block) as DataErrors."""
     try:
-        with Image.open(path) as im:
-            yield im
+        with warnings.catch_warnings():
+            # Pillow only warns between its pixel limit and twice that: refuse both alike.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                yield im
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{path}: image larger than Pillow's safety limit of {Image.MAX_IMAGE_PIXELS:,} pixels "
+                        "(a decompression bomb, or a slide: scan slides with `edge-pcam scan`)") from None
     except (FileNotFoundError, IsADirectoryError):
         raise DataError(f"{path}: no such image file") from None
     except UnidentifiedImageError:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_pcam.errors import EdgePcamWarning, ModelFileError, RuntimeUnavailableError
+from edge_pcam.errors import EdgePcamError, EdgePcamWarning, ModelFileError, RuntimeUnavailableError
 from edge_pcam.runtime.flatbuffer import check_model
 from edge_pcam.runtime.metadata import NO_DIGEST, metadata_from_bytes, model_bytes, verify_integrity
 from edge_pcam.runtime.signature import (CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS, FEATURE_SHAPE, PATCH_SHAPE,
@@ -51,16 +51,35 @@ RUNTIME_ALIASES = {
 }
 _MODULES = {LITERT: "ai_edge_litert", TFLITE_RUNTIME: "tflite_runtime", TF_LITE: "tensorflow"}
 
+MAX_THREADS = 64  # well past any gain for one 96x96 patch; a box with more cores may use them all
 EDGETPU_LIBRARY = {"linux": "libedgetpu.so.1", "darwin": "libedgetpu.1.dylib", "win32": "edgetpu.dll"}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def default_threads() -> int:
     """Threads used when none are asked for: every core, up to 4 (a Raspberry Pi's count)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+    return max(1, min(usable_cores(), 4))
+
+
+def check_threads(threads: int) -> int:
+    """`threads` when an interpreter can run with it: 1 to max(MAX_THREADS, cores).
+
+    The interpreters start that many worker threads without checking: past what
+    the system can start they crash the process (SIGSEGV with 100,000 on a 2-core
+    machine with 24 GB), and an int beyond 32 bits makes them print a screenful
+    of the model's bytes.
+    """
+    limit = max(MAX_THREADS, usable_cores())
+    if not 1 <= threads <= limit:
+        raise EdgePcamError(f"threads must be 1 to {limit} (this machine has {usable_cores()} cores), got {threads}")
+    return threads
 
 
 @dataclass(frozen=True)
@@ -274,7 +293,7 @@ def open_interpreter(content: bytes, backend: Backend, threads: int, delegates: 
     delegate") is kept out of the terminal; when loading fails, its last lines
     go into the error message.
     """
-    kwargs: dict[str, Any] = {"model_content": content, "num_threads": threads}
+    kwargs: dict[str, Any] = {"model_content": content, "num_threads": check_threads(threads)}
     if delegates:
         kwargs["experimental_delegates"] = delegates
     with _captured_stderr() as captured:
@@ -337,9 +356,7 @@ def load_model(path: str | os.PathLike | None = None, runtime: str = "auto", thr
         raise RuntimeUnavailableError(
             f"{path}: dynamic-range models made by TensorFlow 2.21 use FULLY_CONNECTED version 12, which "
             f"tflite-runtime {backend.version} cannot run; use ai-edge-litert, or the int8 or float32 file")
-    threads = default_threads() if threads is None else int(threads)
-    if threads < 1:
-        raise RuntimeUnavailableError(f"threads must be at least 1, got {threads}")
+    threads = default_threads() if threads is None else check_threads(int(threads))
     delegates = [edgetpu_delegate(backend, device)] if device else None
     interpreter = open_interpreter(content, backend, threads, delegates, str(path))
     return PatchModel(path, meta, interpreter, backend, threads, device, content)

@@ -86,3 +86,38 @@ def operating_points(labels: np.ndarray, scores: np.ndarray,
     unless `thresholds` (chosen elsewhere, e.g. on a tuning set) are given."""
     chosen = thresholds if thresholds is not None else choose_thresholds(labels, scores)
     return {name: binary_metrics(labels, scores, t) for name, t in chosen.items()}
+
+
+def defined_operating_points(labels: np.ndarray, scores: np.ndarray
+                             ) -> tuple[dict[str, dict[str, float | None]], list[str]]:
+    """As `operating_points`, for labels that may hold one class only, and what it could not report.
+
+    With both classes this is `operating_points`. With one class, the threshold
+    that needs the other class is left out (triage needs tumour patches, high
+    specificity normal ones), the metrics it leaves undefined are None (AUC;
+    specificity without normal patches; recall and F1 without tumour patches;
+    precision where nothing was called tumour), and a warning says so: never a
+    0.000 or NaN that reads like a result.
+    """
+    y = np.asarray(labels).astype(bool).reshape(-1)
+    tumour, normal = int(y.sum()), int((~y).sum())
+    if tumour and normal:
+        return operating_points(y, scores), []
+    if not tumour and not normal:
+        raise ValueError("no labels to compute metrics on")
+    chosen = {"decision": 0.5}
+    if tumour:
+        chosen["triage"] = threshold_for_sensitivity(y, scores, TRIAGE_SENSITIVITY)
+        undefined, dropped, present, missing = ("specificity", "auc"), "high-specificity", "tumour", "normal"
+    else:
+        chosen["high_specificity"] = threshold_for_specificity(y, scores, HIGH_SPECIFICITY)
+        undefined, dropped, present, missing = ("recall", "f1", "auc"), "triage", "normal", "tumour"
+    points: dict[str, dict[str, float | None]] = dict(operating_points(y, scores, chosen))
+    for point in points.values():
+        point.update(dict.fromkeys(undefined, None))
+        if point["tp"] + point["fp"] == 0:
+            point["precision"] = None
+    names = {"specificity": "specificity", "auc": "AUC", "recall": "recall", "f1": "F1"}
+    warning = (f"only {present} patches ({y.size:,}): {', '.join(names[k] for k in undefined)} and the {dropped} "
+               f"threshold need {missing} patches and are not reported")
+    return points, [warning]

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_pcam.errors import DataError, ModelFileError
 from edge_pcam.runtime.datasets.base import Split
-from edge_pcam.runtime.metrics import operating_points
+from edge_pcam.runtime.metrics import defined_operating_points
 
 ProgressFn = Callable[[int], None]
 
@@ -30,13 +30,14 @@ class Evaluation:
     split: str
     n: int
     tta: bool
-    metrics: dict[str, dict[str, float]]
+    metrics: dict[str, dict[str, float | None]]
     probabilities: np.ndarray = field(repr=False)
     labels: np.ndarray = field(repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"model": self.model, "data": self.data, "split": self.split, "n": self.n, "tta": self.tta,
-                "metrics": self.metrics}
+                "metrics": self.metrics, "warnings": self.warnings}
 
 
 def _predict(batch_fn: Callable[[np.ndarray], np.ndarray], split: Split, batch_size: int,
@@ -105,4 +106,5 @@ def evaluate_model(model_path: str | Path, data: str, split: str = "valid", *, b
     else:
         raise ModelFileError(f"{model_path}: expected a Keras .h5 or a .tflite file")
     labels = part.labels[:len(probs)]
-    return Evaluation(str(model_path), data, split, len(probs), tta, operating_points(labels, probs), probs, labels)
+    points, warnings = defined_operating_points(labels, probs)
+    return Evaluation(str(model_path), data, split, len(probs), tta, points, probs, labels, warnings)

@@ -206,7 +206,7 @@ def test_hdf5_inputs(tmp_path, model):
     from_folder = classify([folder], model)
     assert not from_folder.errors and len(from_folder.predictions) == len(x)
     reasons = " ".join(e.error for e in result.errors)
-    assert "dataset 'x'" in reasons and "decompress" in reasons and "HDF5" in reasons
+    assert "no 'x' dataset" in reasons and "decompress" in reasons and "HDF5" in reasons
 
 
 @pytest.mark.real_data

@@ -37,21 +37,11 @@ class HDF5Split(Split):
     def __init__(self, name: str, x_path: Path, y_path: Path):
         self.name = name
         self.x_path, self.y_path = Path(x_path), Path(y_path)
-        with _open_h5(self.y_path) as f:
-            y = _dataset(f, self.y_path, "y")
-            if y.ndim < 1 or int(np.prod(y.shape[1:])) != 1:
-                raise DataError(f"{self.y_path}: 'y' has shape {y.shape}, expected (N, 1, 1, 1)")
-            labels = np.asarray(y[...]).reshape(-1)
-        if labels.size and (labels.min() < 0 or labels.max() > 1):
-            raise DataError(f"{self.y_path}: labels must be 0 or 1, found values up to {labels.max()}")
-        with _open_h5(self.x_path) as f:
-            x = _dataset(f, self.x_path, "x")
-            if tuple(x.shape[1:]) != PATCH_SHAPE or x.dtype != np.uint8:
-                raise DataError(f"{self.x_path}: 'x' is {x.dtype} {tuple(x.shape)}, expected uint8 (N, 96, 96, 3)")
-            count = int(x.shape[0])
+        labels = read_labels(self.y_path)
+        count = patch_rows(self.x_path)
         if count != labels.size:
             raise DataError(f"{self.x_path}: {count} patches but {self.y_path.name} has {labels.size} labels")
-        self.labels = labels.astype(np.uint8)
+        self.labels = labels
         self._handle: tuple[int, h5py.File] | None = None
 
     def _x(self) -> h5py.Dataset:
@@ -165,6 +155,38 @@ def _uncompressed(found: Path, progress: ByteProgress) -> Path:
     return decompress(found, progress) if found.suffix == ".gz" else found
 
 
+def read_labels(path: Path) -> np.ndarray:
+    """The `y` dataset of a PCam label file as uint8 0/1, shape (N,).
+
+    Integers (or booleans) must be 0 or 1; floats must be exactly 0.0 or 1.0.
+    Anything else (0.9, 2, NaN, text) is a DataError naming the file: a label
+    is never rounded or cast into a class it does not say.
+    """
+    with _open_h5(path) as f:
+        y = _dataset(f, path, "y")
+        if y.ndim < 1 or int(np.prod(y.shape[1:])) != 1:
+            raise DataError(f"{path}: 'y' has shape {y.shape}, expected (N, 1, 1, 1)")
+        kind = y.dtype.kind
+        if kind not in "biuf":
+            raise DataError(f"{path}: 'y' holds {y.dtype} values, expected integer labels 0 or 1")
+        labels = _read(path, y).reshape(-1)
+    bad = np.flatnonzero((labels != 0) & (labels != 1))  # NaN compares unequal to both
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(f"{path}: labels must be 0 or 1, found {labels[row].item()!r} at row {row} "
+                        f"({bad.size:,} such row{'s' * (bad.size > 1)})")
+    return labels.astype(np.uint8)
+
+
+def patch_rows(path: Path) -> int:
+    """The number of patches in a PCam `x` file, after checking it holds uint8 (N, 96, 96, 3)."""
+    with _open_h5(path) as f:
+        x = _dataset(f, path, "x")
+        if tuple(x.shape[1:]) != PATCH_SHAPE or x.dtype != np.uint8:
+            raise DataError(f"{path}: 'x' is {x.dtype} {tuple(x.shape)}, expected uint8 (N, 96, 96, 3)")
+        return int(x.shape[0])
+
+
 def _open_h5(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
@@ -173,6 +195,18 @@ def _open_h5(path: Path) -> h5py.File:
 
 
 def _dataset(f: h5py.File, path: Path, key: str) -> h5py.Dataset:
-    if key not in f or not isinstance(f[key], h5py.Dataset):
-        raise DataError(f"{path}: no '{key}' dataset (has: {', '.join(f.keys()) or 'nothing'})")
-    return f[key]
+    try:
+        item = f.get(key)
+    except (KeyError, OSError, RuntimeError) as exc:  # a dangling link, an unreadable object header
+        raise DataError(f"{path}: cannot read '{key}' ({exc})") from None
+    if not isinstance(item, h5py.Dataset):
+        what = f"'{key}' is a {type(item).__name__.lower()}, not a dataset" if item is not None else f"no '{key}' dataset"
+        raise DataError(f"{path}: {what} (has: {', '.join(f.keys()) or 'nothing'})")
+    return item
+
+
+def _read(path: Path, dataset: h5py.Dataset) -> np.ndarray:
+    try:
+        return np.asarray(dataset[...])
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:  # damaged chunks, unknown filters
+        raise DataError(f"{path}: cannot read '{dataset.name.lstrip('/')}' ({exc})") from None
