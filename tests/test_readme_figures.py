@@ -149,3 +149,45 @@ def test_recipe_rows_quote_the_committed_run_they_link():
             assert_shown(r["valid AUC"], valid["auc"])
             checked += 1
     assert checked, "no recipe row links a committed run's metrics.json"
+
+
+def test_the_aarch64_summary_counts_and_quotes_the_emulation_report():
+    report = (REPO / "benchmarks" / "results" / "arm64-emulated.md").read_text(encoding="utf-8")
+    rows = [r for r in table(report, "Run", "Verdict") if r["Run"].split(" vs ")[0].endswith("tflite-runtime")]
+    verdicts = [r["Verdict"] for r in rows]
+    start = README.index("On the emulated aarch64")
+    summary = README[start:README.index("Details:", start)]
+    m = re.search(r"of its (\d+) comparisons (\d+) fail, (\d+) did\s+not run and (\d+) are not supported", summary)
+    assert m, "README's aarch64 summary no longer counts tflite-runtime's rows: update this test"
+    assert [int(x) for x in m.groups()] == [len(rows), sum("FAIL" in v for v in verdicts),
+                                           sum("did not run" in v for v in verdicts),
+                                           sum("not supported" in v for v in verdicts)]
+    cells = {float(c) for r in table(report, "Run", "Verdict") for c in r.values() if re.fullmatch(r"[\d.e+-]+", c)}
+    for token in re.findall(r"\d+\.\d+|\d+e-\d+", summary):
+        assert token in report or float(token) in cells, f"README's aarch64 summary quotes {token}, not in the report"
+
+
+def test_the_demo_time_quotes_the_committed_demo_timing():
+    timing = REPO / "benchmarks" / "results" / "demo-timing.json"
+    if "demo-timing.md" not in README:
+        pytest.skip("README quotes no demo time yet (benchmarks/demo_timing.py writes it after `make demo`)")
+    m = re.search(r"([\d.]+) minutes[^.]*demo-timing\.md", README)
+    assert m, "README links demo-timing.md without the minutes it quotes"
+    assert_shown(m.group(1), json.loads(timing.read_text())["total_minutes"])
+
+
+@pytest.mark.real_data
+def test_the_subsets_jpegs_carry_libjpegs_quality_75_tables(subset_dir):
+    """MODEL_CARD.md: the subset was re-encoded as JPEG at libjpeg quality 75 (by its quantization tables)."""
+    import io
+
+    from PIL import Image
+
+    assert "libjpeg quality 75" in (REPO / "MODEL_CARD.md").read_text(encoding="utf-8")
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "JPEG", quality=75)
+    tables_75 = Image.open(buffer).quantization
+    files = sorted((subset_dir / "train").glob("*/*.jpg"))[::997] + sorted((subset_dir / "valid").glob("*/*.jpg"))[::301]
+    assert len(files) > 20
+    for f in files:
+        assert Image.open(f).quantization == tables_75, f
