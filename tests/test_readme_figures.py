@@ -191,3 +191,12 @@ def test_the_subsets_jpegs_carry_libjpegs_quality_75_tables(subset_dir):
     assert len(files) > 20
     for f in files:
         assert Image.open(f).quantization == tables_75, f
+
+
+def test_the_mutation_score_quotes_the_committed_mutation_report():
+    report = (REPO / "benchmarks" / "results" / "mutation.md").read_text(encoding="utf-8")
+    measured = re.search(r"\*\*Score: (\d+) of (\d+) mutants killed, ([\d.]+)%\*\*", report)
+    quoted = re.search(r"(\d+) of (\d+) mutants are killed \(([\d.]+)%\)", README)
+    assert measured and quoted, "README or benchmarks/results/mutation.md no longer states the mutation score"
+    assert quoted.groups() == measured.groups()
+    assert "make mutation" in README

@@ -63,7 +63,8 @@ def test_the_rule_holds_at_another_thumbnail_scale():
 
 def test_a_pixel_one_step_from_black_is_fully_saturated():
     # HSV: (1, 0, 0) has max 1, min 0: saturation 1; black has none
-    assert saturation(np.array([[[1, 0, 0], [0, 0, 0], [2, 1, 1]]], np.uint8)).tolist() == [[1.0, 0.0, 0.5]]
+    s = saturation(np.array([[[1, 0, 0], [0, 0, 0], [2, 1, 1]]], np.uint8))
+    assert s.tolist() == [[1.0, 0.0, 0.5]] and s.dtype == np.float32  # float32: a thumbnail-sized map
 
 
 def test_a_tile_exactly_at_the_threshold_is_tissue():
