@@ -26,6 +26,8 @@ def test_every_field_of_an_int8_comparison():
     failed = compare("int8", LABELS, KERAS, FILE, max_drop=24.99)
     assert not failed.passed and failed.gate == "accuracy drop <= 24.99 pt"
     assert failed.reason == "int8 accuracy 75.00% is 25.00 points below Keras 100.00% on 4 patches (--max-drop 24.99)"
+    worst = compare("int8", LABELS, FILE, 1 - KERAS, max_drop=1.0)  # every decision wrong, from 75% right
+    assert worst.reason == "int8 accuracy 0.00% is 75.00 points below Keras 75.00% on 4 patches (--max-drop 1)"
 
 
 def test_float32_is_held_to_a_strict_tolerance_with_its_reason():
