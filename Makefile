@@ -46,3 +46,11 @@ clean:
 .PHONY: arm-check
 arm-check: $(VENV)/.installed $(TFLITE_VENV)/.installed
 	bash devices/arm-emulation/run.sh
+
+# The mutation score of the device side's decision code (mutmut; benchmarks/mutation.py says what and
+# how). Not part of `make test`: 4 to 40 minutes on a shared 2-core machine, by its load. Writes
+# benchmarks/results/mutation.md; mutants/ is mutmut's working copy (ignored by git).
+MUTATION_WORKERS ?= 1
+.PHONY: mutation
+mutation: $(VENV)/.installed
+	nice -n 10 $(VENV)/bin/python benchmarks/mutation.py --workers $(MUTATION_WORKERS)

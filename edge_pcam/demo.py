@@ -5,7 +5,9 @@ bench -> Grad-CAM overlays -> a scan of a slide made from validation patches ->
 `OUT/report.md`. Each step is the real `edge-pcam` command, run as a child
 process (its log in OUT/logs/), so the report shows exactly what to type to
 reproduce it. A short run is a demonstration of the pipeline, not the bundled
-model: the report says how to reproduce that one (MODEL_CARD.md).
+model: the report says how to reproduce that one (MODEL_CARD.md). `OUT/timing.json`
+holds each step's wall time, the whole run's and the machine's description;
+benchmarks/demo_timing.py copies it into benchmarks/results/demo-timing.md.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from PIL import Image
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.constants import PCAM_MPP
 from edge_pcam.runtime.datasets import PatchDataset, open_dataset
+from edge_pcam.runtime.fileio import atomic_write_json
+from edge_pcam.runtime.machine import describe_machine, load_average, summary_line
 from edge_pcam.training.recipe import load_recipe
 
 SUBSET = Path("../shared/data/pcam-subset")
@@ -75,6 +79,7 @@ def default_data() -> str:
 
 def run_demo(out: str | Path = "runs/demo", data: str | None = None, overwrite: bool = True) -> Path:
     """Run the whole job into `out`; return the path of report.md."""
+    start, load_before = time.perf_counter(), load_average()
     out = Path(out)
     if out.exists() and overwrite:
         shutil.rmtree(out)
@@ -103,8 +108,13 @@ def run_demo(out: str | Path = "runs/demo", data: str | None = None, overwrite: 
     demo.run("scan", "scan", str(out / "slide.png"), "--model", str(int8), "--out", str(out / "scan"),
              "--mpp", str(PCAM_MPP), "--stride", "96", "--explain")
 
+    timing = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "data": demo.data,
+              "real_data": real, "steps": {s.name: s.seconds for s in demo.steps},
+              "total_seconds": time.perf_counter() - start, "load_average_before": load_before,
+              "load_average_after": load_average(), "machine": describe_machine()}
+    atomic_write_json(out / "timing.json", timing)
     report = out / "report.md"
-    report.write_text(_report(demo, real, truth))
+    report.write_text(_report(demo, real, truth, timing))
     return report
 
 
@@ -154,7 +164,7 @@ def _metrics_row(name: str, m: dict) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
-def _report(demo: Demo, real: bool, truth: dict) -> str:
+def _report(demo: Demo, real: bool, truth: dict, timing: dict) -> str:
     out = demo.out
     train = _read_json(out / "train" / "metrics.json")
     qat = _read_json(out / "qat" / "metrics.json")
@@ -166,6 +176,8 @@ def _report(demo: Demo, real: bool, truth: dict) -> str:
         "MODEL_CARD.md.", "",
         "## Commands", "", "| step | command | seconds | log |", "|---|---|---:|---|",
         *[f"| {s.name} | `{shlex.join(s.argv)}` | {s.seconds:.0f} | [{s.log}]({s.log}) |" for s in demo.steps],
+        "", f"The whole demo: {timing['total_seconds'] / 60:.1f} minutes on {summary_line(timing['machine'])} "
+        "([timing.json](timing.json); the virtual environment was built before).",
         "", "## Keras models on the valid split (threshold 0.5)", "",
         "| model | accuracy | precision | recall | F1 | AUC |", "|---|---:|---:|---:|---:|---:|",
     ]

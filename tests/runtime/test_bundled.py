@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+from figure_support import assert_shown, row, table
 
 from edge_pcam.runtime.bundled import MODELS_DIR
 from edge_pcam.runtime.metadata import read_metadata, sha256_file
@@ -51,3 +53,49 @@ def test_model_card_quotes_the_shipped_metrics():
         cells = [re.sub(r"[*`]", "", c).strip() for c in row.strip("|").split("|")]
         expected = [f"{m[k]:.3f}" for k in ("accuracy", "precision", "recall", "specificity", "f1", "auc")]
         assert cells[1:7] == expected, row
+
+
+def _card_text() -> str:
+    return MODEL_CARD.read_text(encoding="utf-8")
+
+
+def _repo_json(path: str) -> dict:
+    return json.loads((MODEL_CARD.parent / path).read_text())
+
+
+def test_model_card_quotes_the_other_validation_rows_from_their_reports():
+    # the rows test_model_card_quotes_the_shipped_metrics leaves: the Keras models and --tta
+    def keras(kind):
+        return _repo_json(f"benchmarks/results/conversion/{kind}/conversion.json")["files"][0]["parity"]["keras"]
+    sources = {"Keras float": keras("ptq"), "Keras QAT": keras("qat"),
+               "--tta": _repo_json("benchmarks/results/tta/int8_tta.json")["metrics"]["decision"]}
+    rows = table(_card_text(), "model", "accuracy", "precision", "F1", "AUC")
+    for label, m in sources.items():
+        r = row(rows, label)
+        for column, key in (("accuracy", "accuracy"), ("precision", "precision"), ("recall (sensitivity)", "recall"),
+                            ("specificity", "specificity"), ("F1", "f1"), ("AUC", "auc")):
+            assert_shown(r[column], m[key])
+
+
+def test_model_card_quotes_the_shipped_files_sizes_operating_points_and_parity():
+    card = _card_text()
+    sizes = table(card, "file", "what", "size")
+    assert len(sizes) == len(SHIPPED)
+    for name in SHIPPED:
+        assert_shown(row(sizes, name)["size"], (MODELS_DIR / name).stat().st_size / 1e6)  # MB = 10^6 bytes
+    meta = read_metadata(MODELS_DIR / "edge_pcam_int8.tflite")
+    points = table(card, "point", "threshold", "sensitivity", "specificity")
+    for label, key in (("decision", "decision"), ("triage", "triage"), ("high specificity", "high_specificity")):
+        r, m = row(points, label), meta["metrics"][key]
+        assert_shown(r["threshold"], meta["thresholds"][key])
+        assert_shown(r["sensitivity"], m["recall"])
+        assert_shown(r["specificity"], m["specificity"])
+    found = re.search(r"agrees with its Keras QAT model on ([\d.]+)% of the patches.*?([+-][\d.]+) AUC", card, re.S)
+    assert found, "MODEL_CARD.md no longer quotes the int8 file's agreement with Keras: update this test"
+    assert_shown(found.group(1), meta["parity"]["agreement"], 100)
+    assert_shown(found.group(2), meta["parity"]["auc_change"])
+    companion = _repo_json("benchmarks/results/conversion/qat/conversion.json")["companion"]["parity"]
+    found = re.search(r"correlate ([\d.]+) with TensorFlow's Grad-CAM.*?exactly \(([\d.]+)\)", card, re.S)
+    assert found, "MODEL_CARD.md no longer quotes the companion's correlations: update this test"
+    assert_shown(found.group(1), companion["correlation"])
+    assert_shown(found.group(2), companion["head_correlation"])

@@ -78,3 +78,32 @@ def test_upsample_cam_is_bilinear():
     # the peak: input pixel 6 is centred on output 51.5, so outputs 51 and 52 get weight 15/16 per axis
     assert up.max() == pytest.approx((15 / 16) ** 2, abs=1e-6)
     assert {tuple(p) for p in np.argwhere(up == up.max())} == {(51, 51), (51, 52), (52, 51), (52, 52)}
+
+
+def test_a_map_whose_peak_is_below_one_is_still_scaled_to_one():
+    # weights [0.1]; weighted sum 0.1 * [[1, 2], [3, 4]]: peak 0.4 < 1, scaled to [[.25, .5], [.75, 1]]
+    f = np.array([[1.0, 2.0], [3.0, 4.0]])[..., None]
+    np.testing.assert_allclose(cam_from_gradients(f, np.full((2, 2, 1), 0.1)), [[0.25, 0.5], [0.75, 1.0]],
+                               rtol=0, atol=1e-15)
+
+
+def test_float32_interpreter_outputs_are_weighted_in_float64():
+    rng = np.random.default_rng(0)
+    f = rng.random((12, 12, 256)).astype(np.float32)
+    g = rng.normal(0.0, 1.0, (12, 12, 256)).astype(np.float32)
+    # the formula written out with float64 loops over channels
+    f64, g64 = f.astype(np.float64), g.astype(np.float64)
+    weighted = sum(f64[:, :, c] * (g64[:, :, c].sum() / 144) for c in range(256))
+    expected = np.maximum(weighted, 0) / np.maximum(weighted, 0).max()
+    cam = cam_from_gradients(f, g)
+    assert cam.dtype == np.float64
+    np.testing.assert_allclose(cam, expected, rtol=0, atol=1e-12)
+
+
+def test_upsample_cam_defaults_to_a_pcam_patch_and_takes_integer_maps():
+    cam = np.array([[0, 2], [4, 6]])
+    up = upsample_cam(cam)
+    assert up.shape == (96, 96) and up.dtype == np.float32
+    np.testing.assert_allclose(up, _bilinear(cam.astype(np.float64), 96), atol=1e-5)
+    with pytest.raises(ValueError, match="cam must be 2-D, got shape"):
+        upsample_cam(np.zeros((2, 2, 1)))

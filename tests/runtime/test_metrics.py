@@ -117,3 +117,62 @@ def test_binary_metrics_counts_and_the_decision_threshold():
     assert (at["tp"], at["tn"], at["fp"], at["fn"]) == (1, 1, 0, 0)
     m = binary_metrics(np.array([1, 0, 0]), np.array([0.7, 0.7, 0.1]), threshold=0.8)
     assert (m["tp"], m["fp"], m["precision"], m["recall"], m["f1"], m["specificity"]) == (0, 0, 0.0, 0.0, 0.0, 1.0)
+
+
+def test_exactly_95_percent_recall_and_99_percent_specificity_are_enough():
+    # 20 positives at 0.96, 0.91, ..., 0.01; 100 negatives, one at 0.99 and the rest below 0.005.
+    pos = 0.96 - 0.05 * np.arange(20)
+    neg = np.r_[0.99, np.linspace(0.0, 0.004, 99)]
+    y, s = np.r_[np.ones(20), np.zeros(100)], np.r_[pos, neg]
+    # 19 of 20 positives (95.0% exactly) are kept by the 19th positive's score; 99 of 100 negatives
+    # (99.0% exactly) are kept out by every cut above the highest but one, the lowest being the last positive
+    assert threshold_for_sensitivity(y, s, 0.95) == pos[18]
+    assert threshold_for_specificity(y, s, 0.99) == pos[19]
+
+
+def test_metrics_of_a_grid_of_tiles_are_those_of_its_flattened_tiles():
+    # labels and scores shaped like a slide's (rows, cols) grid, or a model's (N, 1) output
+    y = np.array([[1, 0, 1, 0], [0, 1, 1, 0]])
+    s = np.array([[0.9, 0.3, 0.45, 0.6], [0.2, 0.7, 0.4, 0.1]])
+    # at 0.5: positives 0.9, 0.7 found, 0.45, 0.4 missed; negative 0.6 called positive. Of the 16
+    # (positive, negative) pairs only (0.45, 0.6) and (0.4, 0.6) are out of order.
+    flat = {"tp": 2, "fn": 2, "fp": 1, "tn": 3, "auc": 14 / 16}
+    for shape in ((2, 4), (8, 1), (1, 8)):
+        m = binary_metrics(y.reshape(shape), s.reshape(shape))
+        assert {k: m[k] for k in flat} == flat
+        assert roc_auc(y.reshape(shape), s.reshape(shape)) == 14 / 16
+        # 3 of 4 positives from 0.45 down; 3 of 4 negatives kept out down to 0.4 (0.3 lets a second one in)
+        assert threshold_for_sensitivity(y.reshape(shape), s.reshape(shape), 0.75) == 0.45
+        assert threshold_for_specificity(y.reshape(shape), s.reshape(shape), 0.75) == 0.4
+
+
+def test_auc_of_raw_uint8_scores_is_their_ranking():
+    # an int8 model's raw output before dequantisation: 0-255, ranked like the probabilities
+    y = [1, 0, 1, 0, 1]
+    assert roc_auc(y, np.array([200, 30, 255, 0, 1], np.uint8)) == pytest.approx(5 / 6)  # 1 < 30: one pair wrong
+
+
+def test_auc_with_a_single_negative():
+    # pairs (0.9 > 0.5) and (0.1 < 0.5): one of two
+    assert roc_auc([1, 0, 1], [0.9, 0.5, 0.1]) == 0.5
+
+
+def test_binary_metrics_f1_auc_and_empty_classes():
+    m = binary_metrics(np.array([1, 0, 0, 1, 0]), np.array([0.9, 0.8, 0.2, 0.7, 0.6]))
+    # tp 2, fp 2, fn 0, tn 1: precision 1/2, recall 1, F1 = 2 * 1/2 * 1 / (3/2) = 2/3; AUC: 6 pairs, 5 ordered
+    assert (m["precision"], m["recall"], m["specificity"]) == (0.5, 1.0, 1 / 3)
+    assert m["f1"] == pytest.approx(2 / 3) and m["auc"] == pytest.approx(5 / 6)
+    # one class only: the other class's rate is 0 (nothing to count), as scikit-learn reports it
+    negatives = binary_metrics(np.array([0, 0]), np.array([0.9, 0.1]))
+    assert (negatives["recall"], negatives["specificity"], negatives["precision"]) == (0.0, 0.5, 0.0)
+    positives = binary_metrics(np.array([1, 1]), np.array([0.9, 0.1]))
+    assert (positives["recall"], positives["specificity"], positives["precision"]) == (0.5, 0.0, 1.0)
+    one = binary_metrics(np.array([1]), np.array([0.7]))
+    assert one["accuracy"] == 1.0 and one["n"] == 1
+
+
+def test_operating_points_use_the_thresholds_given():
+    y, s = np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.6, 0.1])
+    points = operating_points(y, s, {"decision": 0.5, "lenient": 0.3, "strict": 0.95})
+    assert {k: (p["threshold"], p["tp"], p["fp"]) for k, p in points.items()} == {
+        "decision": (0.5, 1, 1), "lenient": (0.3, 2, 1), "strict": (0.95, 0, 0)}

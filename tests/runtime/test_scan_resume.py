@@ -254,3 +254,68 @@ def test_slide_digest_reads_a_few_mib_of_a_multi_gb_slide(tmp_path):
     before = read_bytes()
     slide_digest(big)
     assert read_bytes() - before < 16 << 20
+
+
+E, SB = 1 << 20, 64 << 10  # the digest's edge spans and sample spans: the first and last MiB, 64 KiB samples
+
+
+def _expected_digest(data: bytes, tables: list[bytes] = ()) -> str:
+    """SHA-256 of the method, the size, the first MiB, 64 samples evenly from the end of the first MiB to
+    SB before the last MiB, the last MiB, then any TIFF tables, as slide_digest's docstring describes."""
+    import hashlib
+
+    size = len(data)
+    h = hashlib.sha256(f"sha256-sampled-1:{size}:".encode())
+    h.update(data[:E])
+    inner = size - 2 * E - SB
+    if inner > 0:
+        for i in range(64):
+            start = E + inner * i // 63
+            h.update(data[start:start + SB])
+    h.update(data[max(0, size - E):])
+    for t in tables:
+        h.update(t)
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("inner", [63 * 1000, 1, 0, -SB - E - 1000])
+def test_slide_digest_hashes_the_size_and_the_documented_spans(tmp_path, inner):
+    data = b"DATA" + np.random.default_rng(inner % 7).bytes(2 * E + SB + inner - 4)
+    path = tmp_path / "slide.bin"
+    path.write_bytes(data)
+    if inner == 63 * 1000:  # the samples start every 1,000 bytes from the end of the first MiB
+        assert [E + inner * i // 63 for i in (0, 1, 63)] == [E, E + 1000, E + 63000]
+    assert slide_digest(path, whole_file_bytes=0) == _expected_digest(data)
+    import hashlib
+    whole = hashlib.sha256(f"sha256-sampled-1:{len(data)}:".encode() + data).hexdigest()
+    assert slide_digest(path, whole_file_bytes=len(data)) == whole  # up to the limit, hashed whole
+    assert slide_digest(path, whole_file_bytes=len(data) - 1) == _expected_digest(data)
+
+
+def test_slide_digest_adds_each_tiff_pages_tile_tables_up_to_1024_pages(tmp_path):
+    import tifffile
+
+    path = tmp_path / "pages.tif"
+    tifffile.imwrite(path, np.arange(1025 * 64, dtype=np.uint8).reshape(1025, 8, 8))
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 1025
+        tables = [np.array(getattr(page, name), dtype="<u8").tobytes() for page in tif.pages[:1024]
+                  for name in ("dataoffsets", "databytecounts")]
+    assert slide_digest(path, whole_file_bytes=0) == _expected_digest(path.read_bytes(), tables)
+
+
+def test_resume_key_header_is_sorted_json_and_other_versions_are_not_keys():
+    k = key()
+    assert k.header() == (
+        '# {"model_sha256": "' + "cd" * 32 + '", "settings": {"grid": [2, 4], "level": 1, "mpp": 0.972, '
+        '"reader": "tifffile", "slide_mpp": 0.486, "stride": 96, "tile": 96}, "slide": "/slides/a.tif", '
+        '"slide_bytes": 1000, "slide_digest": "' + "ab" * 32 + '", "version": 2}')
+    assert ResumeKey.from_header(k.header().replace('"version": 2', '"version": 1')) is None
+
+
+def test_resume_key_differences_in_words():
+    base = key(model_sha256="a" * 12 + "1" * 52)
+    other = key(model_sha256="b" * 12 + "2" * 52, settings={**base.settings, "tile": 128, "stride": 64})
+    assert base.differences(other) == [  # the first 12 hex digits of each model's SHA-256
+        "by another model (sha256 bbbbbbbbbbbb there, aaaaaaaaaaaa now)",
+        "with other settings (tile 128 there, 96 now; stride 64 there, 96 now)"]

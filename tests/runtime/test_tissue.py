@@ -13,7 +13,7 @@ import colorsys
 import numpy as np
 import pytest
 
-from edge_pcam.runtime.tissue import saturation, tissue_tiles
+from edge_pcam.runtime.tissue import footprints, saturation, tile_maximum, tissue_tiles
 
 GLASS = (245, 245, 245)
 JUST_BELOW = (255, 255, 238)  # saturation 17/255
@@ -59,3 +59,38 @@ def test_the_rule_holds_at_another_thumbnail_scale():
     thumb = np.concatenate([_thumbnail([JUST_ABOVE, JUST_BELOW]), _thumbnail([JUST_BELOW, GLASS])], axis=0)
     tissue = tissue_tiles(thumb, rows=2, cols=2, stride=8, tile=8, scale=0.5)
     assert tissue.tolist() == [[True, False], [False, False]]
+
+
+def test_a_pixel_one_step_from_black_is_fully_saturated():
+    # HSV: (1, 0, 0) has max 1, min 0: saturation 1; black has none
+    s = saturation(np.array([[[1, 0, 0], [0, 0, 0], [2, 1, 1]]], np.uint8))
+    assert s.tolist() == [[1.0, 0.0, 0.5]] and s.dtype == np.float32  # float32: a thumbnail-sized map
+
+
+def test_a_tile_exactly_at_the_threshold_is_tissue():
+    thumb = np.full((10, 10, 3), 255, np.uint8)
+    thumb[2, 2] = (200, 100, 100)  # saturation 100/200 = 0.5 exactly
+    assert tissue_tiles(thumb, 1, 1, 10, 10, 1.0, threshold=0.5).tolist() == [[True]]
+    above = np.nextafter(np.float32(0.5), np.float32(1))  # the next float32: numpy 1 compares in float32
+    assert tissue_tiles(thumb, 1, 1, 10, 10, 1.0, threshold=above).tolist() == [[False]]
+
+
+def test_footprints_round_to_the_nearest_pixel_and_stay_inside_the_thumbnail():
+    # scan tiles of 150 px every 100 px, thumbnail at 1/10: tile i covers [10 i, 10 i + 15) rounded
+    starts, ends = footprints(4, 100, 150, 0.1, 25)
+    assert starts.tolist() == [0, 10, 20, 24]   # the last start is held inside the 25-pixel thumbnail
+    assert ends.tolist() == [15, 25, 25, 25]
+    # tiles smaller than a thumbnail pixel still get one: 4 px every 10 px at 1/10 -> 0.4 px
+    starts, ends = footprints(3, 10, 4, 0.1, 100)
+    assert starts.tolist() == [0, 1, 2] and ends.tolist() == [1, 2, 3]
+
+
+def test_tile_maximum_on_a_tall_thumbnail_and_on_empty_grids():
+    values = np.zeros((5, 30), np.float32)   # 5 rows, 30 columns
+    values[4, 0], values[0, 29] = 0.5, 0.25
+    # 4 rows of tiles every 100 px at 1/50: rows start at 0, 2, 4 and 6 -> held at row 4 (the last)
+    got = tile_maximum(values, 4, 1, 100, 100, 0.02)
+    assert got.tolist() == [[0.0], [0.0], [0.5], [0.5]]
+    for rows, cols in ((0, 3), (2, 0)):
+        empty = tile_maximum(values, rows, cols, 100, 100, 0.02)
+        assert empty.shape == (rows, cols) and empty.dtype == np.float32

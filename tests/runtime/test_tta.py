@@ -54,5 +54,5 @@ def test_predict_tta_averages_over_views():
 
 
 def test_bad_index_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="dihedral transform index must be 0-7, got"):
         dihedral(_patches(1), 8)

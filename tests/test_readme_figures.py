@@ -1,0 +1,202 @@
+"""README.md's figures traceable (issue 17; docs/figures.md lists every figure, its file and its command).
+
+Links and cited paths point at committed files; the figures quoted from committed reports (conversion
+reports, the TTA evaluations, the bundled model card, the training runs, the install sizes) equal them
+at the precision shown. Expected values are read from those files, never written here, so a rerun
+benchmark and a README rewritten from it keep being checked. MODEL_CARD.md's tables:
+tests/runtime/test_bundled.py.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import re
+from pathlib import Path
+
+import pytest
+from figure_support import REPO, assert_shown, committed_files, numbers, row, table
+
+from edge_pcam.runtime.metadata import read_metadata
+
+DOCS = ("README.md", "MODEL_CARD.md", "docs/figures.md")
+CITED = re.compile(r"`((?:benchmarks|edge_pcam|tests|devices|scripts|docs)/[^`\s]*)`")
+README = (REPO / "README.md").read_text(encoding="utf-8")
+SHIPPED = REPO / "edge_pcam" / "models" / "edge_pcam_int8.tflite"
+
+
+def _json(path: str) -> dict:
+    return json.loads((REPO / path).read_text())
+
+
+def _expand(pattern: str) -> list[str]:
+    """`a/{b,c}/d` -> a/b/d, a/c/d (globs stay globs)."""
+    m = re.search(r"\{([^}]*)\}", pattern)
+    return [q for alt in m.group(1).split(",") for q in _expand(pattern[:m.start()] + alt + pattern[m.end():])] \
+        if m else [pattern]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_links_and_cited_paths_are_committed_files(doc):
+    text = (REPO / doc).read_text(encoding="utf-8")
+    files = committed_files()
+    folders = {str(p) for f in files for p in Path(f).parents}
+    links = [(REPO / doc).parent.joinpath(link).resolve().relative_to(REPO).as_posix()
+             for link in re.findall(r"\]\(([^)#\s]+)", text) if not re.match(r"[a-z]+:", link)]
+    cited = [p.rstrip("/.,") for raw in CITED.findall(text) for p in _expand(raw)]
+    for path in links + cited:
+        hits = [f for f in files | folders if glob.fnmatch.fnmatch(f, path)] if "*" in path else \
+            [path] if path in files or path in folders else []
+        assert hits, f"{doc} cites {path}, which is not a committed file or folder"
+
+
+@pytest.mark.parametrize("doc", ("README.md", "MODEL_CARD.md"))
+def test_no_figure_cites_a_file_outside_the_repository(doc):
+    text = (REPO / doc).read_text(encoding="utf-8")
+    assert "SPEC.md" not in text, f"{doc} cites SPEC.md, which is not in the repository"
+
+
+def _results_sources() -> dict[str, tuple[dict, int, float | None, float | None]]:
+    """First-cell text of the results table -> (metrics at 0.5, size in bytes, agreement, max |dp|)."""
+    def files(kind):
+        return {f["format"]: f for f in _json(f"benchmarks/results/conversion/{kind}/conversion.json")["files"]}
+    ptq, qat = files("ptq"), files("qat")
+    card = read_metadata(SHIPPED)
+
+    def converted(f):
+        return f["metrics"]["decision"], f["size_bytes"], f["parity"]["agreement"], f["parity"]["max_abs_dprob"]
+
+    def size(path):
+        return (REPO / path).stat().st_size
+    return {
+        "Keras float": (ptq["float32"]["parity"]["keras"], size("benchmarks/models/subset-best/best.h5"), None, None),
+        "TFLite float32": converted(ptq["float32"]),
+        "TFLite float16": converted(ptq["float16"]),
+        "TFLite dynamic range": converted(ptq["dynamic"]),
+        "TFLite int8, post-training": converted(ptq["int8"]),
+        "Keras QAT": (qat["int8"]["parity"]["keras"], size("benchmarks/models/subset-best-qat/best.h5"), None, None),
+        "(shipped)": (card["metrics"]["decision"], SHIPPED.stat().st_size, card["parity"]["agreement"], None),
+        "--tta": (_json("benchmarks/results/tta/int8_tta.json")["metrics"]["decision"], SHIPPED.stat().st_size,
+                  None, None),
+    }
+
+
+def test_results_table_quotes_the_conversion_reports_the_card_and_the_tta_evaluation():
+    rows = table(README, "size", "accuracy", "AUC", "sensitivity", "specificity", "agreement with Keras")
+    sources = _results_sources()
+    assert len(rows) == len(sources), "a results row without a source here: add it to _results_sources"
+    for label, (metrics, size, agreement, max_dp) in sources.items():
+        r = row(rows, label)
+        assert_shown(r["size"], size / 1e6)  # MB = 10^6 bytes, as the conversion reports write them
+        assert_shown(r["accuracy"], metrics["accuracy"], 100)
+        assert_shown(r["AUC"], metrics["auc"])
+        assert_shown(r["sensitivity"], metrics["recall"], 100)
+        assert_shown(r["specificity"], metrics["specificity"], 100)
+        cell = r["agreement with Keras"]
+        if agreement is None:
+            assert not numbers(cell), f"{label}: agreement {cell!r} has no source"
+            continue
+        assert_shown(cell, agreement, 100)
+        if "Δp" in cell:
+            assert_shown(cell.split("Δp")[1], max_dp)
+
+
+def test_the_shipped_files_triage_point_on_valid():
+    card = read_metadata(SHIPPED)["metrics"]["triage"]
+    m = re.search(r"stored\s+triage threshold \(([\d.]+)\) the shipped file reaches ([\d.]+)% sensitivity and "
+                  r"([\d.]+)% specificity", README)
+    assert m, "README no longer quotes the shipped file's triage point on valid: update this test"
+    assert_shown(m.group(1), card["threshold"])
+    assert_shown(m.group(2), card["recall"], 100)
+    assert_shown(m.group(3), card["specificity"], 100)
+
+
+def test_the_30_epoch_runs_best_epoch_and_tuning_auc():
+    metrics = _json("benchmarks/models/subset-best/metrics.json")
+    m = re.search(r"tuning AUC ([\d.]+) at epoch (\d+)", README)
+    assert m, "README no longer quotes the 30-epoch run's best epoch: update this test"
+    assert_shown(m.group(1), metrics["selection"]["best"])
+    assert int(m.group(2)) == metrics["best_epoch"]
+
+
+INSTALL_ROWS = {"Linux x86-64": ("x86_64", "base"), "Linux aarch64": ("aarch64", "base"),
+                "tflite-runtime stack": ("aarch64", "tflite-runtime stack")}
+
+
+def test_install_size_table_quotes_install_size_json():
+    platforms = _json("benchmarks/results/install_size.json")["platforms"]
+    rows = table(README, "platform", "imagecodecs", "whole base install")
+    assert len(rows) == len(INSTALL_ROWS)
+    for label, (machine, stack) in INSTALL_ROWS.items():
+        r, s = row(rows, label), platforms[machine][stack]
+        dist = s["distributions"]
+        openslide = {k: dist["openslide-bin"][k] + dist["openslide-python"][k] for k in ("installed", "wheel")}
+        for column, sizes in (("base without slide readers", s["without_slide_readers"]),
+                              ("openslide-bin + openslide-python", openslide),
+                              ("imagecodecs", dist["imagecodecs"]), ("whole base install", s["total"])):
+            assert_shown(r[column], sizes["installed"] / 1e6, index=0)
+            assert_shown(r[column], sizes["wheel"] / 1e6, index=1)
+
+
+def test_recipe_rows_quote_the_committed_run_they_link():
+    rows = table(README, "recipe", "valid accuracy", "valid AUC")
+    checked = 0
+    for r in rows:
+        run = re.search(r"\((benchmarks/models/[^/)]+)/metrics\.json\)", " ".join(r.values()))
+        if run:
+            valid = _json(f"{run.group(1)}/metrics.json")["valid"]["decision"]
+            assert_shown(r["valid accuracy"], valid["accuracy"], 100)
+            assert_shown(r["valid AUC"], valid["auc"])
+            checked += 1
+    assert checked, "no recipe row links a committed run's metrics.json"
+
+
+def test_the_aarch64_summary_counts_and_quotes_the_emulation_report():
+    report = (REPO / "benchmarks" / "results" / "arm64-emulated.md").read_text(encoding="utf-8")
+    rows = [r for r in table(report, "Run", "Verdict") if r["Run"].split(" vs ")[0].endswith("tflite-runtime")]
+    verdicts = [r["Verdict"] for r in rows]
+    start = README.index("On the emulated aarch64")
+    summary = README[start:README.index("Details:", start)]
+    m = re.search(r"of its (\d+) comparisons (\d+) fail, (\d+) did\s+not run and (\d+) are not supported", summary)
+    assert m, "README's aarch64 summary no longer counts tflite-runtime's rows: update this test"
+    assert [int(x) for x in m.groups()] == [len(rows), sum("FAIL" in v for v in verdicts),
+                                           sum("did not run" in v for v in verdicts),
+                                           sum("not supported" in v for v in verdicts)]
+    cells = {float(c) for r in table(report, "Run", "Verdict") for c in r.values() if re.fullmatch(r"[\d.e+-]+", c)}
+    for token in re.findall(r"\d+\.\d+|\d+e-\d+", summary):
+        assert token in report or float(token) in cells, f"README's aarch64 summary quotes {token}, not in the report"
+
+
+def test_the_demo_time_quotes_the_committed_demo_timing():
+    timing = REPO / "benchmarks" / "results" / "demo-timing.json"
+    if "demo-timing.md" not in README:
+        pytest.skip("README quotes no demo time yet (benchmarks/demo_timing.py writes it after `make demo`)")
+    m = re.search(r"([\d.]+) minutes[^.]*demo-timing\.md", README)
+    assert m, "README links demo-timing.md without the minutes it quotes"
+    assert_shown(m.group(1), json.loads(timing.read_text())["total_minutes"])
+
+
+@pytest.mark.real_data
+def test_the_subsets_jpegs_carry_libjpegs_quality_75_tables(subset_dir):
+    """MODEL_CARD.md: the subset was re-encoded as JPEG at libjpeg quality 75 (by its quantization tables)."""
+    import io
+
+    from PIL import Image
+
+    assert "libjpeg quality 75" in (REPO / "MODEL_CARD.md").read_text(encoding="utf-8")
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "JPEG", quality=75)
+    tables_75 = Image.open(buffer).quantization
+    files = sorted((subset_dir / "train").glob("*/*.jpg"))[::997] + sorted((subset_dir / "valid").glob("*/*.jpg"))[::301]
+    assert len(files) > 20
+    for f in files:
+        assert Image.open(f).quantization == tables_75, f
+
+
+def test_the_mutation_score_quotes_the_committed_mutation_report():
+    report = (REPO / "benchmarks" / "results" / "mutation.md").read_text(encoding="utf-8")
+    measured = re.search(r"\*\*Score: (\d+) of (\d+) mutants killed, ([\d.]+)%\*\*", report)
+    quoted = re.search(r"(\d+) of (\d+) mutants are killed \(([\d.]+)%\)", README)
+    assert measured and quoted, "README or benchmarks/results/mutation.md no longer states the mutation score"
+    assert quoted.groups() == measured.groups()
+    assert "make mutation" in README
