@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "edge_pcam"
 # Bottom to top. A module may import its own layer and those before it: the device runtime is the ground
 # floor, the workstation side sits on it, the CLI and the demo on top of all.
 LAYERS = (
-    ("edge_pcam.errors", "edge_pcam.runtime"),
+    ("edge_pcam.errors", "edge_pcam.extras", "edge_pcam.architecture", "edge_pcam.runtime"),
     ("edge_pcam.model", "edge_pcam.data"),
     ("edge_pcam.training",),
     ("edge_pcam.export",),

@@ -72,8 +72,8 @@ def test_info_predict_gradcam_from_the_wheel(installed, tmp_path):
     assert "Total parameters: 494,337" in info and "pool3" in info
     bundled = run([str(bin_dir / "python"), "-c", "from edge_pcam.runtime.bundled import default_model_path;"
                    "print(default_model_path())"], cwd=tmp_path).stdout.strip()
-    card = run([cli, "info", bundled], cwd=tmp_path).stdout
-    assert '"format": "int8"' in card
+    card = json.loads(run([cli, "info", "--json", bundled], cwd=tmp_path).stdout)
+    assert card["card"]["format"] == "int8" and card["integrity"]["status"] == "verified"
     patches = tmp_path / "patches"
     patches.mkdir()
     for i in range(6):
