@@ -11,6 +11,8 @@
 # To ship models trained elsewhere (e.g. the committed ones), point at their run folders:
 #   FLOAT_DIR=benchmarks/models/subset-best QAT_DIR=benchmarks/models/subset-best-qat scripts/make_bundled_model.sh
 # TRAIN_CMD / QAT_CMD then still name the commands that made those folders (override them if they differ).
+# INT8_FROM=float ships the post-training int8 of the float model instead of the QAT model's (when
+# benchmarks/int8_choice.py picks `ptq` by the README's rule); DATA_DESC describes DATA in the card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/pcam-subset}
@@ -21,15 +23,22 @@ QAT_DIR=${QAT_DIR:-$RUNS/$RUN-qat}
 
 TRAIN_CMD=${TRAIN_CMD:-"edge-pcam train --data $DATA --recipe subset-best --out $RUNS/$RUN"}
 QAT_CMD=${QAT_CMD:-"edge-pcam qat $RUNS/$RUN/best.h5 --data $DATA --out $RUNS/$RUN-qat --recipe subset-best --epochs 2"}
-INT8_CMD="edge-pcam convert $QAT_DIR/best.h5 --data $DATA --out $RUNS/bundle-int8 --int8 --tune-from-train 2000"
+INT8_FROM=${INT8_FROM:-qat}
+case "$INT8_FROM" in
+  qat) INT8_SRC=$QAT_DIR/best.h5 ;;
+  float) INT8_SRC=$FLOAT_DIR/best.h5 ;;
+  *) echo "INT8_FROM must be qat or float, got $INT8_FROM" >&2; exit 2 ;;
+esac
+DATA_DESC=${DATA_DESC:-"PCam subset (../shared/data/pcam-subset): 20,000 train / 3,000 valid real PatchCamelyon patches, re-encoded as JPEG (about quality 75); not the official PCam test set"}
+INT8_CMD="edge-pcam convert $INT8_SRC --data $DATA --out $RUNS/bundle-int8 --int8 --tune-from-train 2000"
 F32_CMD="edge-pcam convert $FLOAT_DIR/best.h5 --data $DATA --out $RUNS/bundle-float32 --float32 --no-companion --tune-from-train 2000"
 
 [ -f "$FLOAT_DIR/metrics.json" ] || .venv/bin/${TRAIN_CMD}
-[ -f "$QAT_DIR/metrics.json" ] || .venv/bin/${QAT_CMD}
+[ "$INT8_FROM" = float ] || [ -f "$QAT_DIR/metrics.json" ] || .venv/bin/${QAT_CMD}
 .venv/bin/${INT8_CMD}
 .venv/bin/${F32_CMD}
 
-TRAIN_CMD="$TRAIN_CMD" QAT_CMD="$QAT_CMD" INT8_CMD="$INT8_CMD" F32_CMD="$F32_CMD" RUNS="$RUNS" \
+INT8_FROM="$INT8_FROM" DATA_DESC="$DATA_DESC" TRAIN_CMD="$TRAIN_CMD" QAT_CMD="$QAT_CMD" INT8_CMD="$INT8_CMD" F32_CMD="$F32_CMD" RUNS="$RUNS" \
 FLOAT_DIR="$FLOAT_DIR" QAT_DIR="$QAT_DIR" .venv/bin/python - <<'PY'
 """Copy the converted files into edge_pcam/models/ and record how they were made in their cards."""
 import os, shutil
@@ -38,13 +47,14 @@ from edge_pcam.runtime.metadata import read_metadata, write_metadata
 
 runs, models = Path(os.environ["RUNS"]), Path("edge_pcam/models")
 provenance = {
-    "data": "PCam subset (../shared/data/pcam-subset): 20,000 train / 3,000 valid real PatchCamelyon patches, "
-            "re-encoded as JPEG (about quality 75); not the official PCam test set",
+    "data": os.environ["DATA_DESC"],
     "training": {"command": os.environ["TRAIN_CMD"],
                  "recipe": (Path(os.environ["FLOAT_DIR"]) / "recipe.toml").read_text()},
-    "qat": {"command": os.environ["QAT_CMD"], "recipe": (Path(os.environ["QAT_DIR"]) / "recipe.toml").read_text()},
     "intended_use": "research use only, not diagnosis",
 }
+if os.environ["INT8_FROM"] == "qat":
+    provenance["qat"] = {"command": os.environ["QAT_CMD"],
+                         "recipe": (Path(os.environ["QAT_DIR"]) / "recipe.toml").read_text()}
 for src, command in ((runs / "bundle-int8" / "edge_pcam_gradcam.tflite", None),
                      (runs / "bundle-int8" / "edge_pcam_int8.tflite", os.environ["INT8_CMD"]),
                      (runs / "bundle-float32" / "edge_pcam_float32.tflite", os.environ["F32_CMD"])):
