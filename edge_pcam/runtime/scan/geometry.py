@@ -109,22 +109,12 @@ def iter_tiles(slide: Slide, geometry: ScanGeometry, cells: np.ndarray
                 continue
             rs, cs = np.nonzero(block)
             top, left = int(rs.min()), int(cs.min())
-            height = (int(rs.max()) - top) * stride + TILE
-            width = (int(cs.max()) - left) * stride + TILE
+            dr, dc = rs - top, cs - left  # grid offsets inside the region
+            height, width = int(dr.max()) * stride + TILE, int(dc.max()) * stride + TILE
             region = slide.read_scaled(geometry.mpp, (c0 + left) * stride, (r0 + top) * stride, width, height)
-            yield [(r0 + int(r), c0 + int(c)) for r, c in zip(rs, cs)], cut_tiles(region, rs - top, cs - left, stride)
-
-
-def cut_tiles(region: np.ndarray, rows: np.ndarray, cols: np.ndarray, stride: int) -> np.ndarray:
-    """Contiguous uint8 (N, TILE, TILE, 3): the tiles at grid (rows, cols) of `region`, whose tile (0, 0)
-    is at its top-left corner; one copy, through a read-only view of every tile of the region."""
-    region = np.ascontiguousarray(region)
-    grid = ((region.shape[0] - TILE) // stride + 1, (region.shape[1] - TILE) // stride + 1)
-    step_y, step_x, step_c = region.strides
-    every = np.lib.stride_tricks.as_strided(region, (*grid, TILE, TILE, 3),
-                                            (stride * step_y, stride * step_x, step_y, step_x, step_c),
-                                            writeable=False)
-    return every[rows, cols]
+            tiles = np.stack([region[r * stride:r * stride + TILE, c * stride:c * stride + TILE]
+                              for r, c in zip(dr, dc)])
+            yield [(r0 + int(r), c0 + int(c)) for r, c in zip(rs, cs)], tiles
 
 
 def read_tile(slide: Slide, geometry: ScanGeometry, row: int, col: int) -> np.ndarray:
