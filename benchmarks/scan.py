@@ -14,16 +14,17 @@ of 20,000 x 20,000 pixels at 0.25 µm/px (a 40x scan, so the scan resamples from
 0.972), tissue over the middle 70%; the test slide (20,000 x 20,000 at 0.486 µm/px, zlib, tissue in the
 middle fifth: the slide tests/runtime/test_scan.py writes) for the end-to-end wall time.
 
-For each model file: the scan's tile loop (read tiles, resample, cut, classify, append to the
-progress log) in tiles/s, from scan.json's `tile_seconds`, and the raw interpreter on the same tiles
+For each model file: the scan's tile loop (read tiles, resample, cut, measure their sharpness,
+classify, append to the progress log) in tiles/s, from scan.json's `tile_seconds`, and the raw interpreter on the same tiles
 already in memory (`PatchModel.predict`) in tiles/s, at the same batch. The goal (issue 12): the scan
 at GOAL or more of the raw interpreter's tiles/s. Best of REPEATS runs of each, interleaved, because
 the machine is shared.
 
 Where the time goes (`profile_stages`, per reader: openslide and tifffile): the same work done one
 stage after the other in one thread, timed by stage: opening the slide, the tissue thumbnail and
-mask, decoding (time inside the reader's `read_region`), resampling (the rest of `read_scaled`),
-cutting tiles, and inference at the largest batch. Peak memory: the largest resident set of an
+mask, decoding (time inside the reader's `read_region_image`: the region as a PIL image), resampling
+(the rest of `read_scaled`), the sharpness (the blur check), cutting tiles into batches (the rest of
+`read_batches`, the work of the scan's reading thread), and inference at the largest batch. Peak memory: the largest resident set of an
 `edge-pcam scan` child process on the SVS.
 Results: benchmarks/results/scan.{json,md}.
 """
@@ -142,46 +143,49 @@ class Stopwatch:
 def profile_stages(slide_path: Path, model_path: Path, reader: str) -> dict:
     """Seconds per stage of a scan done one stage after the other (see the module's docstring)."""
     from edge_pcam.runtime.interpreter import load_model
-    from edge_pcam.runtime.scan.geometry import TILE, find_tissue, iter_tiles, plan_geometry
+    from edge_pcam.runtime.scan import inference
+    from edge_pcam.runtime.scan.geometry import TILE, find_tissue, plan_geometry
     from edge_pcam.runtime.slide import open_slide
 
     seconds = {}
     started = time.perf_counter()
     slide = open_slide(slide_path, reader=reader)
     seconds["open"] = time.perf_counter() - started
+    model = load_model(model_path)
+    measure = inference.sharpness
     try:
         geometry = plan_geometry(slide, TILE)
-        decode, scaled = Stopwatch(), Stopwatch()
-        slide.read_region = decode.wrap(slide.read_region)  # read_scaled and thumbnail call it through self
         started = time.perf_counter()
         mask = find_tissue(slide, geometry)[2].tissue
         seconds["tissue"] = time.perf_counter() - started
-        seconds["tissue_decode"] = decode.seconds
-        decode.seconds = 0.0
-        decode.cpu = 0.0
+        decode, scaled, sharp = Stopwatch(), Stopwatch(), Stopwatch()
+        # read_scaled calls read_region_image through self; the reading thread's batches call the module's sharpness
+        slide.read_region_image = decode.wrap(slide.read_region_image)
         slide.read_scaled = scaled.wrap(slide.read_scaled)
+        inference.sharpness = sharp.wrap(measure)
         started, cpu = time.perf_counter(), time.thread_time()
-        tiles = np.concatenate([block for _, block in iter_tiles(slide, geometry, mask)])
+        batches = list(inference.read_batches(slide, geometry, mask, model.batch))  # the reading thread's work
         loop, loop_cpu = time.perf_counter() - started, time.thread_time() - cpu
-        seconds["decode"] = decode.seconds
-        seconds["resample"] = scaled.seconds - decode.seconds
-        seconds["cut"] = loop - scaled.seconds
-        cpu_ms = {"decode": decode.cpu, "resample": scaled.cpu - decode.cpu, "cut": loop_cpu - scaled.cpu}
+        seconds.update(decode=decode.seconds, resample=scaled.seconds - decode.seconds, sharpness=sharp.seconds,
+                       cut=loop - scaled.seconds - sharp.seconds)
+        cpu_ms = {"decode": decode.cpu, "resample": scaled.cpu - decode.cpu, "sharpness": sharp.cpu,
+                  "cut": loop_cpu - scaled.cpu - sharp.cpu}
         info = {"reader": slide.reader, "reader_version": slide.reader_version(), "level_read": geometry.level,
                 "level_mpp": slide.level_mpp(geometry.level), "scan_mpp": geometry.mpp}
     finally:
+        inference.sharpness = measure
         slide.close()
-    model = load_model(model_path)
+    tiles = np.concatenate([b.tiles for b in batches])
     model.predict(tiles[:model.batch])
     started, cpu = time.perf_counter(), time.process_time()
     model.predict(tiles)
     seconds["inference"] = time.perf_counter() - started
     cpu_ms["inference"] = time.process_time() - cpu
     cpu_ms = {k: 1000 * v / len(tiles) for k, v in cpu_ms.items()}
-    seconds["total"] = sum(v for k, v in seconds.items() if k != "tissue_decode")
+    seconds["total"] = sum(seconds.values())
     return {**info, "tiles": len(tiles), "model": model_path.name, "batch": model.batch, "seconds": seconds,
             "cpu_ms_per_tile": cpu_ms,
-            "tiles_per_second": {"read_resample_cut": len(tiles) / (loop or 1e-9),
+            "tiles_per_second": {"reading": len(tiles) / (loop or 1e-9),
                                  "inference": len(tiles) / seconds["inference"]}}
 
 
@@ -311,23 +315,26 @@ def main() -> None:
 
 def profile_lines(profiles: list[dict]) -> list[str]:
     """The "where the time goes" tables: seconds per stage and reader, then CPU milliseconds per tile."""
-    stages = ("open", "tissue", "decode", "resample", "cut", "inference", "total")
+    stages = ("open", "tissue", "decode", "resample", "cut", "sharpness", "inference", "total")
     lines = ["| reader | level read (µm/px) | tiles | " + " | ".join(f"{s} (s)" for s in stages) +
-             " | read+resample+cut tiles/s | inference tiles/s |",
+             " | reading tiles/s | inference tiles/s |",
              "|---|---:|---:|" + "---:|" * (len(stages) + 2)]
     for p in profiles:
         s = p["seconds"]
         lines.append(f"| {p['reader']} ({p['reader_version']}) | {p['level_read']} ({p['level_mpp']:.3f}) | "
                      f"{p['tiles']:,} | " + " | ".join(f"{s[k]:.2f}" for k in stages) +
-                     f" | {p['tiles_per_second']['read_resample_cut']:.0f} | {p['tiles_per_second']['inference']:.0f} |")
-    lines += ["", "CPU milliseconds per tile (the reading stages: CPU time of the one thread doing them; inference: "
-              "of the whole process, every interpreter thread), and reading's CPU as a share of the interpreter's:",
-              "", "| reader | decode | resample | cut | inference | reading / inference |", "|---|---:|---:|---:|---:|---:|"]
+                     f" | {p['tiles_per_second']['reading']:.0f} | {p['tiles_per_second']['inference']:.0f} |")
+    reading = ("decode", "resample", "cut", "sharpness")
+    lines += ["", "CPU milliseconds per tile (the reading thread's stages: CPU time of the one thread doing them; "
+              "inference: of the whole process, every interpreter thread), and the reading thread's CPU as a share "
+              "of the interpreter's:",
+              "", "| reader | " + " | ".join(reading) + " | reading thread | inference | reading / inference |",
+              "|---|" + "---:|" * (len(reading) + 3)]
     for p in profiles:
         c = p["cpu_ms_per_tile"]
-        reading = c["decode"] + c["resample"] + c["cut"]
-        lines.append(f"| {p['reader']} | {c['decode']:.3f} | {c['resample']:.3f} | {c['cut']:.3f} | "
-                     f"{c['inference']:.3f} | {reading / c['inference']:.0%} |")
+        total = sum(c[k] for k in reading)
+        lines.append(f"| {p['reader']} | " + " | ".join(f"{c[k]:.3f}" for k in reading) +
+                     f" | {total:.3f} | {c['inference']:.3f} | {total / c['inference']:.0%} |")
     return lines
 
 
@@ -348,7 +355,8 @@ def markdown(result: dict) -> str:
         f"Throughput slide: a synthetic Aperio SVS, {rich['size'][0]:,} x {rich['size'][1]:,} pixels at "
         f"{rich['mpp']} µm/px, JPEG tiles of 512, {rich['tiles']:,} tissue tiles, read with {result['scan_reader']} "
         "(the test slide: a zlib TIFF). Scan tiles/s: the tile loop "
-        "(read tiles, resample to 0.972 µm/px, cut, classify, append to the progress log); raw: the same "
+        "(read tiles, resample to 0.972 µm/px, cut, measure their sharpness, classify, append to the progress "
+        "log); raw: the same "
         f"tiles already in memory through `PatchModel.predict`, same batch. Goal: the scan at {GOAL:.0%} or more "
         "of the raw interpreter's tiles/s.",
         "",
@@ -380,8 +388,11 @@ def markdown(result: dict) -> str:
               "(zlib tiles), best of the runs, end to end.",
               "", "## Where the time goes", "",
               "Each stage of the scan alone, one after the other in one thread, on the throughput slide, for each "
-              "reader: open; tissue (thumbnail and mask); decode (inside the reader's read_region); resample "
-              "(the rest of read_scaled); cut (tiles out of the regions); inference at the largest batch.", "",
+              "reader: open; tissue (thumbnail and mask); decode (inside the reader's read_region_image: the "
+              "region decoded, as a PIL image); resample (the rest of read_scaled); cut (tiles out of the "
+              "regions, into batches); sharpness (the blur check, per batch); inference at the largest batch. "
+              "The reading thread does decode, resample, cut and sharpness; the interpreter's thread classifies "
+              "and appends to the progress log.", "",
               *profile_lines(result["profiles"]), "",
               f"Peak memory of `edge-pcam scan` on the throughput slide: {result['peak_memory_mb']:.0f} MB "
               "(largest resident set of the child process).",

@@ -48,6 +48,7 @@ RED_SATURATION = 0.65
 DARK_VALUE = 0.2  # of 1: black ink and debris
 BLUR_RATIO = 0.03
 GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma
+SHARPNESS_CHUNK = 8  # tiles measured at a time: their float copies stay in cache (64 at once: half the speed)
 
 
 def saturation(rgb: np.ndarray) -> np.ndarray:
@@ -135,6 +136,12 @@ def thumbnail_reasons(thumbnail: np.ndarray, rows: int, cols: int, stride: int, 
 
 def sharpness(tiles: np.ndarray) -> np.ndarray:
     """Per tile of (N, H, W, 3) uint8: variance of the grey Laplacian over variance of grey (0: flat)."""
+    if len(tiles) <= SHARPNESS_CHUNK:
+        return _sharpness(tiles)
+    return np.concatenate([_sharpness(tiles[i:i + SHARPNESS_CHUNK]) for i in range(0, len(tiles), SHARPNESS_CHUNK)])
+
+
+def _sharpness(tiles: np.ndarray) -> np.ndarray:
     grey = tiles.astype(np.float32) @ GREY_WEIGHTS
     lap = grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1]  # summed in place: a third fewer temporary arrays
     lap += grey[:, 1:-1, :-2]
@@ -146,7 +153,7 @@ def sharpness(tiles: np.ndarray) -> np.ndarray:
 
 def _variance_per_tile(values: np.ndarray) -> np.ndarray:
     """Population variance of each tile's values (first axis: tiles), in two passes over them."""
-    flat = values.reshape(len(values), -1)
+    flat = values.reshape(len(values), int(np.prod(values.shape[1:])))
     deviation = flat - flat.mean(axis=1, keepdims=True)
     return np.einsum("ij,ij->i", deviation, deviation) / flat.shape[1]
 
