@@ -338,6 +338,30 @@ def profile_lines(profiles: list[dict]) -> list[str]:
     return lines
 
 
+def budget_lines(result: dict) -> list[str]:
+    """What the goal allows the scan to add per tile, against what its reading thread alone costs."""
+    profile = next((p for p in result["profiles"] if p["reader"] == result["scan_reader"]), None)
+    if profile is None:
+        return []
+    c = profile["cpu_ms_per_tile"]
+    reading = c["decode"] + c["resample"] + c["cut"] + c["sharpness"]
+    allowance = 1 / GOAL - 1
+    rows = result["rows"]
+    per_batch = "; ".join(f"batch {r['batch']}: {r['raw_cpu_ms_per_tile'] * allowance:.2f} allowed, "
+                          f"{r['scan_cpu_ms_per_tile'] - r['raw_cpu_ms_per_tile']:.2f} added" for r in rows)
+    within = all(reading <= r["raw_cpu_ms_per_tile"] * allowance for r in rows)
+    return [f"Budget (CPU ms per tile): at {GOAL:.0%} of the raw interpreter's tiles/s where it fills every core, "
+            f"the scan may add {allowance:.1%} of the raw CPU per tile ({per_batch}). Its reading thread alone "
+            f"({result['scan_reader']}, the profile below) costs {reading:.3f}, of which decoding {c['decode']:.3f} "
+            f"and resampling {c['resample']:.3f} are the JPEG codec's and Pillow's compiled code: "
+            + ("within the budget." if within else
+               "more than the budget on its own, so no arrangement of the loop meets the goal while the "
+               "interpreter fills every core. Where it leaves a core idle (fewer threads than cores, an Edge TPU) "
+               "the reading runs there.")
+            + " The rest of what the scan adds is the reading thread and the interpreter's threads slowing each "
+              "other when they share the cores and caches."]
+
+
 def markdown(result: dict) -> str:
     m = result["machine"]
     rich = result["slides"]["tissue_rich"]
@@ -386,7 +410,7 @@ def markdown(result: dict) -> str:
               "thumbnail, model loading, the heatmap and the top tiles to the tile loop. Test slide: "
               f"{result['slides']['test']['tiles']} tissue tiles of the slide tests/runtime/test_scan.py writes "
               "(zlib tiles), best of the runs, end to end.",
-              "", "## Where the time goes", "",
+              "", *budget_lines(result), "", "## Where the time goes", "",
               "Each stage of the scan alone, one after the other in one thread, on the throughput slide, for each "
               "reader: open; tissue (thumbnail and mask); decode (inside the reader's read_region_image: the "
               "region decoded, as a PIL image); resample (the rest of read_scaled); cut (tiles out of the "
