@@ -19,7 +19,7 @@ THUMBNAIL_PIXELS_PER_STRIDE = 8
 THUMBNAIL_SIDE = (1024, 4096)  # the thumbnail's long side, at least / at most
 HEATMAP_SIDE = 1200  # the heatmap's long side (the tissue's bounding box), unless finer than the scan
 BLOCK_PIXELS = 384  # tiles are cut from regions of about this many scan pixels a side: small enough that a
-# region, its resampled copy and its tiles stay in the CPU cache (768 took 10-15% more CPU per tile here)
+# region, its resampled copy and its tiles stay in the CPU cache (768 took more CPU per tile on the scan benchmark)
 
 
 @dataclass(frozen=True)
