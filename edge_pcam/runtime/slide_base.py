@@ -47,6 +47,11 @@ class Slide(ABC):
     def read_region(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         """uint8 RGB (height, width, 3) at `level`, origin (x, y) in that level's pixels; white outside."""
 
+    def read_region_image(self, level: int, x: int, y: int, width: int, height: int) -> Image.Image:
+        """`read_region` as a PIL RGB image, what resampling takes (a reader whose library gives PIL
+        images overrides it, so that the pixels do not go through numpy and back)."""
+        return Image.fromarray(self.read_region(level, x, y, width, height))
+
     def reader_version(self) -> str:
         """The reader library's version, for the report."""
         return ""
@@ -94,12 +99,11 @@ class Slide(ABC):
             return self.read_region(level, x, y, width, height)
         bx0, by0, bx1, by1 = x * ratio, y * ratio, (x + width) * ratio, (y + height) * ratio
         ix0, iy0 = math.floor(bx0), math.floor(by0)
-        region = self.read_region(level, ix0, iy0, math.ceil(bx1) - ix0, math.ceil(by1) - iy0)
+        region = self.read_region_image(level, ix0, iy0, math.ceil(bx1) - ix0, math.ceil(by1) - iy0)
         # Shrinking averages the pixels each output pixel covers, as a scanner's pyramid (and so PCam's
         # patches) is made; a bilinear shrink blurs more, and lowered the model's recall (benchmarks/burden.py).
         resample = Image.BOX if ratio > 1 else Image.BILINEAR
-        image = Image.fromarray(region).resize((width, height), resample,
-                                               box=(bx0 - ix0, by0 - iy0, bx1 - ix0, by1 - iy0))
+        image = region.resize((width, height), resample, box=(bx0 - ix0, by0 - iy0, bx1 - ix0, by1 - iy0))
         return np.asarray(image)
 
     def thumbnail(self, mpp: float, box: tuple[int, int, int, int] | None = None,

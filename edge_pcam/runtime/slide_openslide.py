@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from edge_pcam.errors import DataError
 from edge_pcam.runtime.slide_base import Level, Slide, over_white, plausible_mpp, short_reason
@@ -62,14 +63,18 @@ class OpenSlideSlide(Slide):
         return f"openslide-python {self._module.__version__}, OpenSlide {self._module.__library_version__}"
 
     def read_region(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+        return np.asarray(self.read_region_image(level, x, y, width, height))
+
+    def read_region_image(self, level: int, x: int, y: int, width: int, height: int) -> Image.Image:
         down = self.levels[level].downsample
         try:
             region = self._slide.read_region((int(round(x * down)), int(round(y * down))), level, (width, height))
         except Exception as exc:  # OpenSlideError: a damaged tile; the handle is unusable afterwards
             raise DataError(f"{self.path}: OpenSlide cannot read level {level} at ({x}, {y}) "
                             f"({short_reason(exc)}); the file is damaged") from None
-        array = np.asarray(region)
-        return over_white(array) if array.shape[-1] == 4 else np.ascontiguousarray(array[..., :3])
+        if region.mode == "RGBA" and region.getchannel("A").getextrema()[0] < 255:  # glass beyond the scan
+            return Image.fromarray(over_white(np.asarray(region)))
+        return region.convert("RGB")  # opaque: the same pixels as over_white gives, without a numpy round trip
 
     def close(self) -> None:
         self._slide.close()

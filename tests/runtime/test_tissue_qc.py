@@ -62,6 +62,22 @@ def test_blur_is_found_at_scan_scale_and_sharp_tissue_passes():
     assert sharpness(np.full((1, 96, 96, 3), 200, np.uint8))[0] == 0.0  # flat: no detail, no division by zero
 
 
+def test_sharpness_of_many_tiles_is_each_tiles_own():
+    """Measured a few tiles at a time: each value is its tile's Laplacian variance over grey variance,
+    computed here in float64 with the textbook formula, whatever the count and the chunk boundaries."""
+    patches = open_synthetic("synthetic:200:5").split("train").read(np.arange(19))
+    patches[4] = 180  # flat: 0
+
+    def own(tile: np.ndarray) -> float:
+        grey = tile.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        lap = grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4 * grey[1:-1, 1:-1]
+        return float(lap.var() / grey.var()) if grey.var() > 0 else 0.0
+
+    expected = [own(p) for p in patches]
+    for count in (1, 8, 9, 19):
+        assert sharpness(patches[:count]) == pytest.approx(expected[:count], rel=1e-4, abs=1e-9)
+
+
 def test_excluded_area_per_reason_and_blur_only_on_tissue():
     reasons = np.array([[TISSUE, TISSUE, INK], [BACKGROUND, TISSUE, BACKGROUND]], np.uint8)
     qc = TissueQC(reasons, cell_mm2=0.01).with_blur(np.array([[True, False, True], [True, False, False]]))

@@ -1,5 +1,6 @@
 """The scan's inference loop: which interpreter runs, and tiles read ahead in a thread while it does;
-each batch's sharpness (the blur check of `runtime.tissue`) is measured on the same tiles."""
+each batch's sharpness (the blur check of `runtime.tissue`) is measured on the same tiles, in that thread,
+so the interpreter's thread does nothing but classify and record."""
 
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ class ScanModels:
     companion: Any | None
     flatbuffer_sha256: str  # of the runner's model bytes (its card aside): what computes the probabilities
     rates: OperatingCharacteristics | None = None
+
+
+@dataclass(frozen=True)
+class TileBatch:
+    """Tiles read for the interpreter: their grid cells, the uint8 (N, 96, 96, 3) pixels, their sharpness."""
+
+    cells: list[tuple[int, int]]
+    tiles: np.ndarray
+    sharpness: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -136,47 +146,59 @@ def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
                 thread.join(0.05)
 
 
+def read_batches(slide: Slide, geometry: ScanGeometry, cells: np.ndarray, size: int) -> Iterator[TileBatch]:
+    """The tiles marked in the boolean grid `cells`, `size` at a time (the last batch fewer): contiguous
+    uint8 (N, 96, 96, 3) with their cells and sharpness. Everything the scan does to a tile before the
+    interpreter sees it happens here, so that `prefetch` runs all of it in the reading thread."""
+    cells_pending: list[tuple[int, int]] = []
+    pending: list[np.ndarray] = []
+    count = 0
+    for block_cells, tiles in iter_tiles(slide, geometry, cells):
+        cells_pending.extend(block_cells)
+        pending.append(tiles)
+        count += len(tiles)
+        if count < size:
+            continue
+        stacked = np.concatenate(pending) if len(pending) > 1 else pending[0]
+        whole = count - count % size
+        for start in range(0, whole, size):  # first-axis slices of a contiguous array are contiguous
+            batch = stacked[start:start + size]
+            yield TileBatch(cells_pending[start:start + size], batch, sharpness(batch))
+        del cells_pending[:whole]
+        pending = [stacked[whole:]] if count > whole else []
+        count -= whole
+    if count:
+        stacked = np.concatenate(pending) if len(pending) > 1 else pending[0]
+        yield TileBatch(cells_pending, stacked, sharpness(stacked))
+
+
 def classify_tiles(slide: Slide, geometry: ScanGeometry, todo: np.ndarray, model: Any, record: Record,
                    batch: int, progress: Callable[[int], None] | None = None) -> LoopTiming:
     """Classify the tiles marked in the boolean grid `todo` in batches of `batch`, and measure their sharpness.
 
     Each batch's (cells, probabilities, sharpness) go to `record` as soon as they
     are known (the store appends them to the progress log); `progress` gets the
-    count done so far.
+    count done so far. The interpreter's thread only classifies and records:
+    reading, cutting and the sharpness are done ahead in the reading thread.
     """
-    cells: list[tuple[int, int]] = []
-    pending: list[np.ndarray] = []
     done, inference = 0, 0.0
     if progress:
         progress(0)
-
-    def classify(count: int) -> None:
-        nonlocal done, inference
-        stacked = np.concatenate(pending) if len(pending) > 1 else pending[0]
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for group in prefetch(read_batches(slide, geometry, todo, batch)):
         t0 = time.perf_counter()
-        probs = model.predict(stacked[:count])
+        probs = model.predict(group.tiles)
         inference += time.perf_counter() - t0
-        record(cells[:count], probs, sharpness(stacked[:count]))
-        done += count
-        del cells[:count]
-        pending[:] = [stacked[count:]] if len(stacked) > count else []
+        record(group.cells, probs, group.sharpness)
+        done += len(group.cells)
         if progress:
             progress(done)
-
-    started, cpu_started = time.perf_counter(), time.process_time()
-    for block_cells, tiles in prefetch(iter_tiles(slide, geometry, todo)):
-        cells.extend(block_cells)
-        pending.append(tiles)
-        while len(cells) >= batch:
-            classify(batch)
-    if cells:
-        classify(len(cells))
     return LoopTiming(done, time.perf_counter() - started, time.process_time() - cpu_started, inference)
 
 
 def measure_sharpness(slide: Slide, geometry: ScanGeometry, cells: np.ndarray,
                       record: Callable[[list[tuple[int, int]], np.ndarray], None]) -> None:
     """Read the tiles marked in the boolean grid `cells` and give `record` their (cells, sharpness),
-    a block of the slide at a time: the blur check for tiles classified by an earlier version."""
-    for block_cells, tiles in prefetch(iter_tiles(slide, geometry, cells)):
-        record(block_cells, sharpness(tiles))
+    LOG_GROUP at a time: the blur check for tiles classified by an earlier version."""
+    for group in prefetch(read_batches(slide, geometry, cells, LOG_GROUP)):
+        record(group.cells, group.sharpness)
