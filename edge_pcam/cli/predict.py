@@ -34,9 +34,10 @@ def predict(paths: Paths, model: ModelFile = None,
     import sys
 
     from edge_pcam.errors import DataError
-    from edge_pcam.runtime.classify import classify, csv_text, write_csv, write_json
+    from edge_pcam.runtime.classify import check_outputs, classify, csv_text, write_csv, write_json
     from edge_pcam.runtime.interpreter import load_model
 
+    check_outputs(paths, csv=csv, json=json)  # before the work: a bad --csv or --json is the first thing said
     patch_model = load_model(model, runtime=runtime, threads=threads, device=device)
     with progress(transient=True) as bar:
         task = bar.add_task("predict", total=None)
