@@ -177,7 +177,7 @@ def read_labels(path: Path) -> np.ndarray:
     bad = np.flatnonzero((labels != 0) & (labels != 1))  # NaN compares unequal to both
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"{path}: labels must be 0 or 1, found {labels[row].item()!r} at row {row} "
+        raise DataError(f"{path}: labels must be 0 or 1, found {labels[row]!s} at row {row} "
                         f"({bad.size:,} such row{'s' * (bad.size > 1)})")
     return labels.astype(np.uint8)
 
