@@ -136,10 +136,7 @@ def check_output_folder(path: str | os.PathLike, what: str = "output folder") ->
     if not existing.is_dir():
         where = "is a file" if existing == path else f"cannot be made: {existing} is a file"
         raise EdgePcamError(f"{path}: the {what} {where}, not a folder")
-    try:
-        _create_new(existing, ".edge-pcam-write-test-", "").unlink()
-    except OSError as exc:
-        raise EdgePcamError(f"{path}: cannot write the {what} ({exc.strerror or exc})") from None
+    _probe(existing, f"{path}: cannot write the {what}")
     return path
 
 
@@ -159,11 +156,16 @@ def check_output_file(path: str | os.PathLike) -> Path:
         raise EdgePcamError(f"{path}: is a folder, not a file")
     if not folder.is_dir():
         raise EdgePcamError(f"{path}: the folder {folder} does not exist")
+    _probe(folder, f"{path}: cannot write in {folder}")
+    return path
+
+
+def _probe(folder: Path, failure: str) -> None:
+    """Create and remove a file in `folder`; EdgePcamError `failure (reason)` when it cannot be."""
     try:
         _create_new(folder, ".edge-pcam-write-test-", "").unlink()
     except OSError as exc:
-        raise EdgePcamError(f"{path}: cannot write in {folder} ({exc.strerror or exc})") from None
-    return path
+        raise EdgePcamError(f"{failure} ({exc.strerror or exc})") from None
 
 
 def _create_new(folder: Path, prefix: str, suffix: str) -> Path:
