@@ -21,12 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "fixtures"
 MAX_EXAMPLES = int(os.environ.get("EDGE_PCAM_FUZZ_EXAMPLES", "60"))
+HUNT_SEED = os.environ.get("EDGE_PCAM_FUZZ_SEED")  # a hunt beyond the fixed examples: another sequence
 EDGE = 4096  # bytes at each end where mutations are drawn half of the time
 
 Mutation = tuple[str, int, int]
@@ -64,8 +65,9 @@ def fuzz(original: bytes, target: Path, load: Callable[[Path], object]) -> None:
     """Run `load(target)` on mutations of `original` written to `target`; only EdgePcamError may escape."""
     from edge_pcam.errors import EdgePcamError
 
-    @settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
+    @settings(max_examples=MAX_EXAMPLES, derandomize=HUNT_SEED is None, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
+    @seed(int(HUNT_SEED or 0))
     @given(mutations(len(original)))
     def run(edits: list[Mutation]) -> None:
         target.write_bytes(mutate(original, edits))

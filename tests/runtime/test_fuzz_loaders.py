@@ -3,7 +3,7 @@ files give edge-pcam's one-line errors (EdgePcamError) or load; never another ex
 
 Each target runs in a child process (`fuzz_support.py`), so a native crash fails its test instead of
 killing pytest. Examples are derandomized (the same 60 per target on every run, as in CI); set
-EDGE_PCAM_FUZZ_EXAMPLES for a longer hunt.
+EDGE_PCAM_FUZZ_EXAMPLES (and EDGE_PCAM_FUZZ_SEED, for other examples) for a longer hunt.
 """
 
 from __future__ import annotations
