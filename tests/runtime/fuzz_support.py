@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, example, given, seed, settings
 from hypothesis import strategies as st
 
 HERE = Path(__file__).resolve().parent
@@ -61,13 +61,20 @@ def mutate(data: bytes, edits: list[Mutation]) -> bytes:
     return bytes(out)
 
 
-def fuzz(original: bytes, target: Path, load: Callable[[Path], object]) -> None:
-    """Run `load(target)` on mutations of `original` written to `target`; only EdgePcamError may escape."""
+def fuzz(original: bytes, target: Path, load: Callable[[Path], object], found: list[list[Mutation]]) -> None:
+    """Run `load(target)` on the mutations that once broke it (`found`), then on new mutations of
+    `original`, written to `target`; only EdgePcamError may escape."""
     from edge_pcam.errors import EdgePcamError
+
+    def with_found(test):
+        for edits in found:
+            test = example(edits)(test)
+        return test
 
     @settings(max_examples=MAX_EXAMPLES, derandomize=HUNT_SEED is None, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
     @seed(int(HUNT_SEED or 0))
+    @with_found
     @given(mutations(len(original)))
     def run(edits: list[Mutation]) -> None:
         target.write_bytes(mutate(original, edits))
@@ -174,10 +181,20 @@ TARGETS = {
 }
 
 
+# Mutations the fuzzing found that broke a loader, run first every time (what each did before its fix).
+FOUND: dict[str, list[list[Mutation]]] = {
+    "model-restamped": [[("set", 255, 0x7F)]],  # the metadata table's vtable offset: SIGSEGV in tflite-runtime
+    "hdf5": [[("flip", 706, 0)]],  # a name that reads as bytes: TypeError while saying what the file has
+    "slide-tiff": [[("insert", 77, 0)],  # fewer tile offsets than tiles: IndexError
+                   [("flip", 306, 0)]],  # a damaged size tag: TypeError or ZeroDivisionError
+    "slide-svs": [[("insert", 269, 0)]],
+}
+
+
 def main(target: str, work: Path) -> None:
     warnings.simplefilter("ignore")  # edge-pcam's one-line warnings (an old card, a dubious file) are fine
     original, name, load = TARGETS[target](work)
-    fuzz(original, work / name, load)
+    fuzz(original, work / name, load, FOUND.get(target, []))
 
 
 if __name__ == "__main__":

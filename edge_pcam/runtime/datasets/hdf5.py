@@ -212,7 +212,7 @@ def _dataset(f: h5py.File, path: Path, key: str) -> h5py.Dataset:
 def _names(f: h5py.File) -> str:
     """The file's top-level names for a message, or why they cannot be listed."""
     try:
-        return ", ".join(f.keys()) or "nothing"
+        return ", ".join(k if isinstance(k, str) else repr(k) for k in f.keys()) or "nothing"  # a damaged name: bytes
     except (KeyError, OSError, RuntimeError) as exc:  # a damaged group index
         return f"its index cannot be read: {exc}"
 
