@@ -38,11 +38,13 @@ def one_line_error(err: str) -> str:
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
-    """Every file under `folder` (hidden ones too) as relative path -> (size, SHA-256); {} for no folder."""
+    """Every file under `folder` (hidden ones too) as relative path -> (size, SHA-256), every folder as
+    `path/` -> (0, "folder"); {} for no folder."""
     if not folder.is_dir():
         return {}
-    return {p.relative_to(folder).as_posix(): (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {p.relative_to(folder).as_posix() + "/" * p.is_dir():
+            (0, "folder") if p.is_dir() else (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(folder.rglob("*"))}
 
 
 def read_only_folder(tmp_path: Path) -> Path:

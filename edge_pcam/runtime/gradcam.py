@@ -194,6 +194,7 @@ def run_gradcam(paths: Sequence[str | os.PathLike], model: PatchModel, out: str 
     negative, positive = labels_of(model)
     result = GradcamResult(str(model.path), str(companion.path), model.runtime, value, name, str(out))
     t0 = time.perf_counter()
+    made = None if out.exists() else next(p for p in (out, *out.parents) if p.parent.exists())
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".gradcam-", suffix=".tmp", dir=out))
     try:
@@ -217,6 +218,8 @@ def run_gradcam(paths: Sequence[str | os.PathLike], model: PatchModel, out: str 
             publish(staging, out, result.rows)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if made is not None and not result.rows:
+            shutil.rmtree(made, ignore_errors=True)  # made for this run, which wrote nothing there
     result.seconds = time.perf_counter() - t0
     return result
 

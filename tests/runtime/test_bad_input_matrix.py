@@ -112,6 +112,7 @@ CASES = [
     Case(f"{G} {{in}}/good.png {{in}}/rgba_opaque.png --model {{model}} --out {{out}}/cams", 0,
          check="gradcam same probability", writes=("out/cams/*",)),
     Case(f"{G} {{in}}/truncated.png --model {{model}} --out {{out}}", 2, "no patch could be read"),
+    Case(f"{G} {{in}}/truncated.png --model {{model}} --out {{out}}/new/cams", 2, "no patch could be read"),
     Case(f"{G} {{in}}/good.png --model {{model}} --out {{ro}}/cams", 2, "cannot write the output folder"),
     Case(f"{G} {{in}}/good.png --model {{model}} --out {{in}}/good.png", 2, "is a file, not a folder"),
     Case(f"{G} {{in}}/good.png --model {{model}} --companion {{model}} --out {{out}}", 2, "not a Grad-CAM companion"),
@@ -387,7 +388,7 @@ def test_bad_input_matrix(case, inputs, tmp_path, monkeypatch, capsys):
     kept = {name: after.get(name) for name in work_before}
     assert kept == work_before, "an earlier file changed or went"
     new = sorted(set(after) - set(work_before))
-    allowed = [re.escape(w).replace(r"\*", ".+") for w in case.writes]
+    allowed = [re.escape(w).replace(r"\*", ".*") for w in case.writes]
     unexpected = [name for name in new if not any(re.fullmatch(a, name) for a in allowed)]
     assert not unexpected, f"wrote {unexpected}"
     assert all(any(re.fullmatch(a, name) for name in new) for a in allowed), f"expected {case.writes}, wrote {new}"
