@@ -134,8 +134,8 @@ def check_output_folder(path: str | os.PathLike, what: str = "output folder") ->
     while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        where = "is a file" if existing == path else f"cannot be made: {existing} is a file"
-        raise EdgePcamError(f"{path}: the {what} {where}, not a folder")
+        which = "it" if existing == path else str(existing)
+        raise EdgePcamError(f"{path}: cannot write the {what}: {which} is a file, not a folder")
     _probe(existing, f"{path}: cannot write the {what}")
     return path
 
