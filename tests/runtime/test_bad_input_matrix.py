@@ -58,7 +58,7 @@ class Case:
         return re.sub(r"\{(\w+)\}", lambda m: "" if m[1] == "in" else m[1].upper(), self.args).replace(" /", " ")
 
 
-P, G, C, E, S, D, I, B = "predict", "gradcam", "calibrate", "evaluate", "scan", "data info", "info", "bench"
+P, G, C, E, S, D, I, B, U = "predict", "gradcam", "calibrate", "evaluate", "scan", "data info", "info", "bench", "upgrade"
 CSV_OUT = ("out/r.csv",)
 CASES = [
     # --- predict: images as meant -------------------------------------------------------
@@ -171,6 +171,11 @@ CASES = [
     Case(f"{I} {{in}}/missing.tflite", 2, "missing.tflite"),
     Case(f"{I} {{in}}/bad_card.tflite", 2, "bad_card.tflite"),
     Case(f"{I} {{in}}", 2, "cannot read model file (Is a directory)"),
+    # --- upgrade (a device command that writes a model file) -------------------------------
+    Case(f"{U} {{legacy}} {{ro}}/new.tflite", 2, "cannot write the folder for the upgraded copy"),
+    Case(f"{U} {{legacy}} {{in}}/good.png/new.tflite", 2, "good.png: cannot write the folder for the upgraded copy: it is a file"),
+    Case(f"{U} {{legacy}} {{in}}/models", 2, "must be a .tflite file"),
+    Case(f"{U} {{legacy}} {{out}}/made/new.tflite", 0, writes=("out/made/", "out/made/new.tflite")),
     # --- bench (refusals come before any measurement) ------------------------------------
     Case(f"{B} --data synthetic:40 --out {{out}}/b --models {{in}}/models --threads a", 2, "--threads a"),
     Case(f"{B} --data synthetic:40 --out {{out}}/b --models {{in}}/models --threads 0", 2, "--threads 0"),
@@ -277,6 +282,8 @@ def inputs(tmp_path_factory) -> Path:
     (root / "in" / "models").mkdir()
     for name in ("tiny_int8.tflite", "tiny_gradcam.tflite"):
         shutil.copy(MODELS / name, root / "in" / "models" / name)
+    (root / "in" / "legacy").mkdir()  # a file an earlier edge-pcam made (schema 1), for upgrade
+    shutil.copy(FIXTURES / "legacy" / "tiny_int8_schema1.tflite", root / "in" / "legacy" / "tiny_int8.tflite")
     (root / "in" / "lonely").mkdir()
     shutil.copy(MODELS / "tiny_int8.tflite", root / "in" / "lonely" / "tiny_int8.tflite")
     return root / "in"
@@ -350,8 +357,8 @@ CHECKS = {name.removeprefix("check_").replace("_", " ").replace("non utf8", "non
 # --- the matrix ----------------------------------------------------------------------------
 
 def test_the_matrix_has_every_command_and_enough_rows():
-    commands = {next(c for c in (D, P, G, C, E, S, I, B) if case.args.startswith(c + " ")) for case in CASES}
-    assert commands == {P, G, C, E, S, D, I, B} and len(CASES) >= 60
+    commands = {next(c for c in (D, P, G, C, E, S, I, B, U) if case.args.startswith(c + " ")) for case in CASES}
+    assert commands == {P, G, C, E, S, D, I, B, U} and len(CASES) >= 60
     assert all(case.check in CHECKS for case in CASES if case.check)
 
 
@@ -363,7 +370,8 @@ def test_bad_input_matrix(case, inputs, tmp_path, monkeypatch, capsys):
     (out / "earlier.csv").write_text("path,probability,prediction\nold.png,0.5,tumour\n")  # must survive
     monkeypatch.chdir(work)
     names = {"in": inputs, "out": out, "model": inputs / "models" / "tiny_int8.tflite",
-             "companion": inputs / "models" / "tiny_gradcam.tflite", "lonely": inputs / "lonely" / "tiny_int8.tflite"}
+             "companion": inputs / "models" / "tiny_gradcam.tflite", "lonely": inputs / "lonely" / "tiny_int8.tflite",
+             "legacy": inputs / "legacy" / "tiny_int8.tflite"}
     if "{ro}" in case.args:
         names["ro"] = read_only_folder(tmp_path)
     args = [part.format(**{k: str(v) for k, v in names.items()}) for part in case.args.split(" ")]
