@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 # for Python <= 3.11 only.
 $(TFLITE_VENV)/.installed: pyproject.toml
 	test -x $(TFLITE_VENV)/bin/python || $(PYTHON) -m venv $(TFLITE_VENV)
-	$(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) 'numpy<2' pillow h5py tifffile typer rich openslide-bin openslide-python imagecodecs 'tflite-runtime==2.14.*' pytest psutil
+	$(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) 'numpy<2' pillow h5py tifffile typer rich openslide-bin openslide-python imagecodecs 'tflite-runtime==2.14.*' pytest psutil hypothesis
 	$(TFLITE_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 

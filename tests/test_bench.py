@@ -4,6 +4,7 @@ cannot run stay in it with their reason, and report.json has every field."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,16 @@ def test_bad_arguments_are_one_line_errors(models, tmp_path):
         result = runner.invoke(app, ["bench", "--models", str(models), "--data", DATA, "--out", str(tmp_path),
                                      "--no-cold-start", "--no-peak", "--budget", "0", *args])
         assert result.exit_code != 0 and text in str(result.exception), args
+
+
+def test_a_report_rewritten_without_plots_leaves_none_of_the_earlier_ones(report, tmp_path):
+    from edge_pcam.bench.report import write_report
+
+    out, data, _ = report
+    folder = tmp_path / "again"
+    shutil.copytree(out, folder)
+    for row in data["rows"]:
+        row.update(status="failed", reason="planted: nothing ran this time")
+    write_report(data, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["machine.json", "report.json", "report.md"]
+    assert json.loads((folder / "report.json").read_text())["plots"] == {"files": [], "reason": "no row ran"}

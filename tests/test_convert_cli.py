@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
+
+from cli_support import one_line_error, run_cli
 
 from edge_pcam.errors import RecipeError
 
 pytestmark = pytest.mark.tf
-
-
-def run_cli(args, monkeypatch, capsys) -> tuple[int, str, str]:
-    """Run the console entry point in-process; (exit code, stdout, stderr)."""
-    from edge_pcam.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["edge-pcam", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("edge-pcam: error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_convert_float32_from_the_command_line(tiny_model_h5, tmp_path, monkeypatch, capsys):

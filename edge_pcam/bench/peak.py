@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_pcam.runtime.fileio import atomic_write_bytes
+
 ROWS, DEPTH, WIDTH = 256, 2048, 2048
 
 
@@ -48,7 +50,7 @@ def build_fc_probe(path: str | Path, rows: int = ROWS, depth: int = DEPTH, width
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(converter.convert())
+    atomic_write_bytes(path, converter.convert())
     return path
 
 

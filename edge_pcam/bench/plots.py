@@ -11,8 +11,11 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from edge_pcam.runtime.fileio import atomic_path
+
 LATENCY_PLOT = "latency_vs_accuracy.png"
 ROC_PLOT = "roc_curves.png"
+PLOT_FILES = (LATENCY_PLOT, ROC_PLOT)
 
 
 def plots_available() -> bool:
@@ -29,6 +32,17 @@ def write_plots(result: dict[str, Any], out: Path) -> tuple[list[Path], str | No
     if not rows:
         return [], "no row ran"
     return [latency_vs_accuracy(rows, out / LATENCY_PLOT, result), roc_curves(rows, out / ROC_PLOT, result)], None
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib figure as PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
 
 
 def latency_vs_accuracy(rows: list[dict[str, Any]], path: Path, result: dict[str, Any]) -> Path:
@@ -55,8 +69,7 @@ def latency_vs_accuracy(rows: list[dict[str, Any]], path: Path, result: dict[str
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best", ncol=2)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -84,6 +97,5 @@ def roc_curves(rows: list[dict[str, Any]], path: Path, result: dict[str, Any]) -
     data = result["data"]
     fig.suptitle(f"ROC curves per format ({data['spec']}, {data['split']}, n={data['n']})", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
     return path

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edge_pcam.bench.plots import write_plots
+from edge_pcam.bench.plots import PLOT_FILES, write_plots
 from edge_pcam.runtime.fileio import atomic_write_text, to_json
 from edge_pcam.runtime.machine import load_line, summary_line
 
@@ -19,10 +19,15 @@ STATUS_MARK = {"ok": "✅ ok", "failed": "❌ failed", "skipped": "➖ skipped"}
 
 
 def write_report(result: dict[str, Any], out: str | Path) -> list[Path]:
-    """Write report.md, report.json, machine.json and the plots into `out`; the files written."""
+    """Write report.md, report.json, machine.json and the plots into `out`; the files written.
+
+    An earlier report there is replaced whole: its plots that this one has not are removed.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plots, plot_problem = write_plots(result, out)
+    for stale in set(PLOT_FILES) - {p.name for p in plots}:
+        (out / stale).unlink(missing_ok=True)
     result["plots"] = {"files": [p.name for p in plots], "reason": plot_problem}
     files = []
     for name, text in (("report.json", to_json(_finite(result), allow_nan=False)),

@@ -40,7 +40,9 @@ def bench(
     """Benchmark every format x runtime: size, accuracy, F1, AUC, latency p50/p95, throughput, cold start."""
     from edge_pcam.bench.report import write_report
     from edge_pcam.bench.runner import BenchSettings, command_line, run_bench
+    from edge_pcam.runtime.fileio import check_output_folder
 
+    check_output_folder(out_dir)  # before the work: a bad --out is the first thing said
     if models is None:
         from edge_pcam.runtime.bundled import MODELS_DIR
         models = MODELS_DIR

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,6 +27,8 @@ def evaluate(
     if model.suffix.lower() in KERAS_SUFFIXES:
         from edge_pcam.extras import require_train_extra
         require_train_extra(f"evaluating a Keras model ({model.name})")
+    from edge_pcam.runtime.classify import check_outputs
+    check_outputs([model], json=json_out)  # before the work: a bad --json is the first thing said
     import os
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from rich.table import Table
@@ -51,7 +52,8 @@ def evaluate(
     for warning in result.warnings:
         err.print(f"edge-pcam: warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if json_out is not None:
-        json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        from edge_pcam.runtime.fileio import atomic_write_json
+        atomic_write_json(json_out, result.to_json(), indent=2)
 
 
 def _cell(value: float | None) -> str:

@@ -19,9 +19,11 @@ def gradcam(paths: Paths, out: Out, model: ModelFile = None,
             runtime: Runtime = "auto", device: Device = None, no_crop: NoCrop = False) -> None:
     """Write an overlay PNG, a heatmap PNG and a 12x12 .npy map per patch (and gradcam.csv) to --out."""
     from edge_pcam.errors import DataError
+    from edge_pcam.runtime.fileio import check_output_folder
     from edge_pcam.runtime.gradcam import load_companion, run_gradcam
     from edge_pcam.runtime.interpreter import load_model
 
+    check_output_folder(out)  # before the models load: a bad --out is the first thing said
     patch_model = load_model(model, runtime=runtime, threads=threads, device=device)
     comp = load_companion(patch_model, companion)
     with progress(transient=True) as bar:

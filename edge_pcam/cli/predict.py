@@ -34,9 +34,10 @@ def predict(paths: Paths, model: ModelFile = None,
     import sys
 
     from edge_pcam.errors import DataError
-    from edge_pcam.runtime.classify import classify, csv_text, write_csv, write_json
+    from edge_pcam.runtime.classify import check_outputs, classify, csv_text, write_csv, write_json
     from edge_pcam.runtime.interpreter import load_model
 
+    check_outputs(paths, csv=csv, json=json)  # before the work: a bad --csv or --json is the first thing said
     patch_model = load_model(model, runtime=runtime, threads=threads, device=device)
     with progress(transient=True) as bar:
         task = bar.add_task("predict", total=None)
@@ -45,19 +46,25 @@ def predict(paths: Paths, model: ModelFile = None,
                           progress=lambda k: bar.advance(task, k),
                           on_error=lambda p: err.print(f"edge-pcam: skipped {p.path}: {p.error}",
                                                        markup=False, highlight=False, soft_wrap=True))
+    if not result.predictions:  # before any file is written: a run that read nothing changes nothing
+        _summary(result, patch_model, tta)
+        raise DataError("no patch could be read" if result.errors else "no patches given")
     if csv is not None:
         write_csv(result, csv)
     if json is not None:
         write_json(result, json)
     if csv is None and json is None:
         sys.stdout.write(csv_text(result))
+    _summary(result, patch_model, tta)
+    if result.errors:
+        raise typer.Exit(1)
+
+
+def _summary(result, patch_model, tta: bool) -> None:
+    """The run's one line on stderr: counts per label, failures, model and runtime, time."""
     counts = ", ".join(f"{n} {label}" for label, n in sorted(result.counts().items())) or "none"
     failed = f"; {len(result.errors)} failed" if result.errors else ""
     n = len(result.predictions)
     err.print(f"{n} patch{'es' * (n != 1)}: {counts} (threshold {result.threshold:.4g}, "
               f"{result.threshold_name}{', TTA' if tta else ''}){failed}; {patch_model.describe()}; "
               f"{result.seconds:.2f} s", markup=False, highlight=False, soft_wrap=True)
-    if not result.predictions:
-        raise DataError("no patch could be read" if result.errors else "no patches given")
-    if result.errors:
-        raise typer.Exit(1)

@@ -42,6 +42,9 @@ def scan(
     slide in DIR/summary.csv; a slide that fails is a row with its reason, and a batch started again skips
     the slides already done.
     """
+    from edge_pcam.runtime.fileio import check_output_folder
+
+    check_output_folder(out_dir)  # before the slides and models are opened: a bad --out is said at once
     bar = progress()
     task = None
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from edge_pcam.errors import DataError, EdgePcamError
 from edge_pcam.runtime.datasets import open_dataset
+from edge_pcam.runtime.fileio import atomic_path, check_not_input, check_output_file
 from edge_pcam.runtime.interpreter import PatchModel, load_model
 from edge_pcam.runtime.metadata import (SCHEMA_VERSION, atomic_write_bytes, metadata_from_bytes,
                                         operating_characteristics, read_metadata, verify_integrity,
@@ -83,11 +84,13 @@ def calibrate(model_path: str | os.PathLike, data: str, out: str | os.PathLike, 
         raise EdgePcamError(f"{out}: --out must be a new file; calibrate never overwrites the original model")
     if out.suffix.lower() != ".tflite":
         raise EdgePcamError(f"{out}: the calibrated copy must be a .tflite file")
+    check_output_file(out)  # before the work: a missing or read-only folder is said now
     version = read_metadata(src)["schema_version"]
     if version < SCHEMA_VERSION:
         raise EdgePcamError(f"{src}: made by an earlier edge-pcam (model card schema {version}); run "
                             f"`edge-pcam upgrade {src} NEW.tflite` first, then calibrate NEW.tflite")
     model = load_model(src, runtime=runtime, threads=threads)
+    check_not_input(out, [src, *([model.companion_path] if model.companion_path else [])], "--out")
     names, parts = read_labelled(data, splits)
     total = sum(len(p) for p in parts)
     if on_start:
@@ -143,10 +146,10 @@ def _write(model: PatchModel, src: Path, out: Path, report: CalibrationReport) -
                      "metrics": meta.get("metrics"), "validation": meta.get("validation")},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, with_metadata(data, new))
     companion = model.companion_path
     if companion is not None and companion.is_file():
         target = out.parent / companion.name
         if not target.exists():
-            shutil.copy2(companion, target)
+            with atomic_path(target) as tmp:
+                shutil.copy2(companion, tmp)

@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from edge_pcam.errors import DataError, EdgePcamError
+from edge_pcam.runtime.fileio import check_not_input, check_output_file
 from edge_pcam.runtime.images import IMAGE_SUFFIXES, load_patch
 from edge_pcam.runtime.interpreter import PatchModel
 from edge_pcam.runtime.metadata import atomic_write_bytes
+from edge_pcam.runtime.output_pictures import is_output_picture
 from edge_pcam.runtime.pathtext import printable, printable_path
 from edge_pcam.runtime.tta import predict_tta
 
@@ -59,7 +61,9 @@ def expand_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Source], lis
     """Sources for `paths` (folders searched recursively, sorted), and the paths that cannot be used.
 
     In a folder, every image and HDF5 file is an input except PCam's label files
-    (`*_y.h5`, the labels beside `*_x.h5`); an image named `*_y.png` is a patch.
+    (`*_y.h5`, the labels beside `*_x.h5`) and the pictures edge-pcam wrote
+    (`runtime.output_pictures`: gradcam's overlays and heatmaps); an image named
+    `*_y.png` is a patch. An output picture named on its own is an error.
     """
     sources: list[Source] = []
     problems: list[InputProblem] = []
@@ -67,7 +71,8 @@ def expand_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Source], lis
         path = Path(raw)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-                           and p.name.lower().endswith(FOLDER_SUFFIXES) and not is_pcam_label_file(p))
+                           and p.name.lower().endswith(FOLDER_SUFFIXES) and not is_pcam_label_file(p)
+                           and not is_output_picture(p))
             if not found:
                 problems.append(InputProblem(printable_path(path),
                                              "folder holds no images (.png .jpg .tif) or .h5 files"))
@@ -93,6 +98,8 @@ def is_pcam_label_file(path: Path) -> bool:
 
 def _source(path: Path) -> Source:
     name = path.name.lower()
+    if is_output_picture(path):
+        raise DataError(f"{path}: a picture edge-pcam wrote (Grad-CAM output), not a patch")
     if name.endswith(HDF5_GZ_SUFFIXES):
         raise DataError(f"{path}: gzipped HDF5; decompress it first (gunzip) or use `--data` with its folder")
     if path.suffix.lower() in HDF5_SUFFIXES:
@@ -264,6 +271,17 @@ def csv_text(result: ClassifyResult) -> str:
     for p in result.predictions:
         w.writerow([p.path, f"{p.probability:.6f}", p.prediction])
     return buffer.getvalue()
+
+
+def check_outputs(inputs: Sequence[str | os.PathLike], **files: str | os.PathLike | None) -> None:
+    """Refuse, before any work, output files (by option name, e.g. csv=...) that cannot be written, that
+    name one file twice, or that are one of the `inputs`."""
+    given = {f"--{option}": Path(path) for option, path in files.items() if path is not None}
+    for option, path in given.items():
+        check_output_file(path)
+        check_not_input(path, list(inputs), option)
+    if len({os.path.abspath(p) for p in given.values()}) < len(given):
+        raise EdgePcamError(f"{' and '.join(given)} name the same file {next(iter(given.values()))}; give two files")
 
 
 def write_csv(result: ClassifyResult, path: str | os.PathLike) -> None:

@@ -16,8 +16,9 @@ helpers built on it). Its guarantees:
 - on an error (or a KeyboardInterrupt) the temporary file is removed and the
   target is left as it was.
 
-`prepare_output_folder` and `check_output_file` turn a missing or read-only
-destination into a one-line error before the work starts.
+`check_output_folder`, `prepare_output_folder` and `check_output_file` turn a
+missing or read-only destination into a one-line error before the work starts;
+`check_not_input` refuses an output that would overwrite an input.
 """
 
 from __future__ import annotations
@@ -51,12 +52,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def commit_files(moves: list[tuple[Path, Path]]) -> None:
+    """fsync each finished file, rename it over its target (same file system), then fsync the target folders once."""
+    for written, _ in moves:
+        with open(written, "rb") as f:
+            os.fsync(f.fileno())
+    for written, path in moves:
+        os.replace(written, path)
+    for folder in {Path(path).parent for _, path in moves}:
+        sync_folder(folder)
+
+
 def commit_file(written: str | os.PathLike, path: str | os.PathLike) -> None:
     """fsync the finished file `written`, rename it to `path` (same folder) and fsync the folder."""
-    with open(written, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(written, path)
-    sync_folder(Path(path).parent)
+    commit_files([(Path(written), Path(path))])
 
 
 def sync_folder(folder: str | os.PathLike) -> None:
@@ -117,6 +126,27 @@ def prepare_output_folder(path: str | os.PathLike, what: str = "output folder") 
     return path
 
 
+def check_output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Check, before any work and creating nothing, that the folder `path` can be written: it is a folder
+    that takes files, or it does not exist yet and its nearest existing parent is one (it is made later)."""
+    path = Path(path)
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        which = "it" if existing == path else str(existing)
+        raise EdgePcamError(f"{path}: cannot write the {what}: {which} is a file, not a folder")
+    _probe(existing, f"{path}: cannot write the {what}")
+    return path
+
+
+def check_not_input(output: str | os.PathLike, inputs: list[str | os.PathLike], option: str) -> None:
+    """A one-line error when the output file `output` is one of the input files (it would be overwritten)."""
+    for given in inputs:
+        if os.path.isfile(given) and os.path.exists(output) and os.path.samefile(given, output):
+            raise EdgePcamError(f"{output}: {option} would overwrite the input file {given}; name another file")
+
+
 def check_output_file(path: str | os.PathLike) -> Path:
     """Check, before any work, that the file `path` can be written: its folder exists and takes files,
     and it is not a folder. The folder is not created (a mistyped folder is an error, not a surprise)."""
@@ -126,11 +156,16 @@ def check_output_file(path: str | os.PathLike) -> Path:
         raise EdgePcamError(f"{path}: is a folder, not a file")
     if not folder.is_dir():
         raise EdgePcamError(f"{path}: the folder {folder} does not exist")
+    _probe(folder, f"{path}: cannot write in {folder}")
+    return path
+
+
+def _probe(folder: Path, failure: str) -> None:
+    """Create and remove a file in `folder`; EdgePcamError `failure (reason)` when it cannot be."""
     try:
         _create_new(folder, ".edge-pcam-write-test-", "").unlink()
     except OSError as exc:
-        raise EdgePcamError(f"{path}: cannot write in {folder} ({exc.strerror or exc})") from None
-    return path
+        raise EdgePcamError(f"{failure} ({exc.strerror or exc})") from None
 
 
 def _create_new(folder: Path, prefix: str, suffix: str) -> Path:

@@ -9,14 +9,14 @@ damaged model gets an error message under either interpreter. (Damage inside
 weight data cannot be seen this way: it loads, and computes nonsense.)
 
 Schema field numbers (tensorflow/compiler/mlir/lite/schema/schema.fbs):
-Model: 1 operator_codes, 2 subgraphs, 4 buffers, 6 metadata, 7 signature_defs;
+Model: 0 version, 1 operator_codes, 2 subgraphs, 3 description, 4 buffers, 6 metadata, 7 signature_defs;
 SignatureDef: 0 inputs, 1 outputs, 2 signature_key, 4 subgraph_index; TensorMap: 0 name,
 1 tensor_index; Metadata: 0 name, 1 buffer; SubGraph: 0 tensors,
-1 inputs, 2 outputs, 3 operators; Tensor: 0 shape, 1 type, 2 buffer, 3 name,
+1 inputs, 2 outputs, 3 operators, 4 name; Tensor: 0 shape, 1 type, 2 buffer, 3 name,
 4 quantization; QuantizationParameters: 0 min, 1 max, 2 scale, 3 zero_point;
 Operator: 0 opcode_index, 1 inputs, 2 outputs, 4 builtin_options,
 5 custom_options, 8 intermediates; Buffer: 0 data, 1 offset, 2 size;
-OperatorCode: 0 deprecated_builtin_code, 1 custom_code, 3 builtin_code.
+OperatorCode: 0 deprecated_builtin_code, 1 custom_code, 2 version, 3 builtin_code.
 """
 
 from __future__ import annotations
@@ -113,12 +113,19 @@ def _need(buf: bytes | bytearray, pos: int, size: int) -> None:
 def check_model(data: bytes | bytearray) -> None:
     """Raise ValueError unless every structure an interpreter reads while loading lies inside `data`."""
     model = Table.root(data)
+    model.scalar(0, "I")
+    model.vector(3, 1)
     codes = model.tables(1)
     for code in codes:
         code.scalar(0, "b")
+        code.scalar(2, "i")
         code.scalar(3, "i")
         code.vector(1, 1)
     buffers = model.tables(4)
+    for meta in model.tables(6):  # read at load (the minimum runtime version, conversion metadata)
+        meta.vector(0, 1)
+        if not 0 <= int(meta.scalar(1, "I")) < max(len(buffers), 1):
+            raise ValueError("metadata buffer index out of range")
     for buf in buffers:
         buf.vector(0, 1)
         offset, size = int(buf.scalar(1, "Q")), int(buf.scalar(2, "Q"))
@@ -128,6 +135,7 @@ def check_model(data: bytes | bytearray) -> None:
     if not subgraphs:
         raise ValueError("no subgraph")
     for sg in subgraphs:
+        sg.vector(4, 1)
         tensors = sg.tables(0)
         n = len(tensors)
         for t in tensors:
@@ -149,6 +157,7 @@ def check_model(data: bytes | bytearray) -> None:
             op.table(4)
             op.vector(5, 1)
     for sig in model.tables(7):
+        sig.vector(2, 1)
         sg_index = int(sig.scalar(4, "I"))
         if not 0 <= sg_index < len(subgraphs):
             raise ValueError("signature subgraph index out of range")

@@ -15,6 +15,8 @@ import csv
 import io
 import os
 import re
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -30,9 +32,13 @@ from edge_pcam.runtime.cam import cam_from_gradients, upsample_cam
 from edge_pcam.runtime.classify import InputProblem, choose_threshold, input_batches, labels_of
 from edge_pcam.runtime.interpreter import PatchModel, open_interpreter, read_model_file, resolve_runtime
 from edge_pcam.runtime.signature import COMPANION_INPUTS, COMPANION_OUTPUTS, signature_tensors
-from edge_pcam.runtime.metadata import atomic_write_bytes, sha256_file
+from edge_pcam.runtime.fileio import atomic_write_bytes, check_output_folder, commit_files
+from edge_pcam.runtime.metadata import sha256_file
+from edge_pcam.runtime.output_pictures import output_mark
 
 CENTRE = (32, 64)
+INDEX_FILE, REPLACED_INDEX = "gradcam.csv", ".gradcam.csv.replaced"
+INDEX_COLUMNS = ("path", "probability", "prediction", "overlay", "heatmap", "cam")
 OVERLAY_ALPHA = 0.55
 
 
@@ -176,34 +182,80 @@ def run_gradcam(paths: Sequence[str | os.PathLike], model: PatchModel, out: str 
                 progress: Callable[[int], None] | None = None,
                 on_error: Callable[[InputProblem], None] | None = None) -> GradcamResult:
     """Grad-CAM for every patch under `paths`: per patch `<stem>_overlay.png`, `<stem>_heatmap.png`
-    and `<stem>_cam.npy` (12 x 12 float32) in `out`, and `gradcam.csv` indexing them."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    and `<stem>_cam.npy` (12 x 12 float32) in `out`, and `gradcam.csv` indexing them.
+
+    The files are made in a hidden folder inside `out` and moved in when the run
+    ends with at least one map (`publish`): until then `out` keeps the earlier
+    run's files as they were; a run that reads no patch changes nothing.
+    """
+    out = check_output_folder(out)
     companion = companion or load_companion(model)
     value, name = choose_threshold(model, threshold, triage)
     negative, positive = labels_of(model)
     result = GradcamResult(str(model.path), str(companion.path), model.runtime, value, name, str(out))
     t0 = time.perf_counter()
-
-    used: set[str] = set()
-    for ids, images in input_batches(paths, crop, result.errors, on_start, on_error):
-        probs, cams = gradcam_maps(model, companion, images)
-        for pid, patch, p, cam in zip(ids, images, probs, cams):
-            stem = _stem(pid, used)
-            files = {kind: out / f"{stem}_{kind}.{ext}"
-                     for kind, ext in (("overlay", "png"), ("heatmap", "png"), ("cam", "npy"))}
-            Image.fromarray(overlay_image(patch, cam)).save(files["overlay"])
-            Image.fromarray(heatmap_image(cam)).save(files["heatmap"])
-            np.save(files["cam"], cam)
-            result.rows.append(GradcamRow(pid, float(p), positive if p >= value else negative,
-                                          *(files[k].name for k in ("overlay", "heatmap", "cam"))))
-        if progress:
-            progress(len(ids))
-    index = io.StringIO()  # patch ids are printable (edge_pcam.runtime.pathtext): always valid UTF-8
-    w = csv.writer(index, lineterminator="\n")
-    w.writerow(["path", "probability", "prediction", "overlay", "heatmap", "cam"])
-    for r in result.rows:
-        w.writerow([r.path, f"{r.probability:.6f}", r.prediction, r.overlay, r.heatmap, r.cam])
-    atomic_write_bytes(out / "gradcam.csv", index.getvalue().encode("utf-8"))
+    made = None if out.exists() else next(p for p in (out, *out.parents) if p.parent.exists())
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".gradcam-", suffix=".tmp", dir=out))
+    try:
+        used: set[str] = set()
+        for ids, images in input_batches(paths, crop, result.errors, on_start, on_error):
+            probs, cams = gradcam_maps(model, companion, images)
+            for pid, patch, p, cam in zip(ids, images, probs, cams):
+                stem = _stem(pid, used)
+                files = {kind: f"{stem}_{kind}.{ext}"
+                         for kind, ext in (("overlay", "png"), ("heatmap", "png"), ("cam", "npy"))}
+                Image.fromarray(overlay_image(patch, cam)).save(staging / files["overlay"],
+                                                                pnginfo=output_mark("gradcam overlay"))
+                Image.fromarray(heatmap_image(cam)).save(staging / files["heatmap"],
+                                                         pnginfo=output_mark("gradcam heatmap"))
+                np.save(staging / files["cam"], cam)
+                result.rows.append(GradcamRow(pid, float(p), positive if p >= value else negative,
+                                              *(files[k] for k in ("overlay", "heatmap", "cam"))))
+            if progress:
+                progress(len(ids))
+        if result.rows:
+            publish(staging, out, result.rows)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if made is not None and not result.rows:
+            shutil.rmtree(made, ignore_errors=True)  # made for this run, which wrote nothing there
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def publish(staging: Path, out: Path, rows: Sequence[GradcamRow]) -> None:
+    """Replace the earlier run's files in `out` by this run's (made in `staging`), index last.
+
+    The earlier index is first renamed to `.gradcam.csv.replaced` (so a run
+    killed part-way leaves no index naming a mix of runs, and the next run still
+    knows the earlier maps); this run's maps are moved in; the earlier maps the
+    new index does not name are removed; the new index is written; the renamed
+    one goes. Only files an index named are ever removed.
+    """
+    index, replaced = out / INDEX_FILE, out / REPLACED_INDEX
+    earlier = indexed_files(index) | indexed_files(replaced)
+    if index.exists():
+        os.replace(index, replaced)
+    names = {name for r in rows for name in (r.overlay, r.heatmap, r.cam)}
+    commit_files([(staging / name, out / name) for name in sorted(names)])
+    for name in earlier - names:
+        (out / name).unlink(missing_ok=True)
+    text = io.StringIO()  # patch ids are printable (edge_pcam.runtime.pathtext): always valid UTF-8
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(INDEX_COLUMNS)
+    for r in rows:
+        w.writerow([r.path, f"{r.probability:.6f}", r.prediction, r.overlay, r.heatmap, r.cam])
+    atomic_write_bytes(index, text.getvalue().encode("utf-8"))
+    replaced.unlink(missing_ok=True)
+
+
+def indexed_files(index: Path) -> set[str]:
+    """The map files a gradcam.csv names (plain names in its folder; anything else is ignored)."""
+    try:
+        with index.open(newline="", encoding="utf-8", errors="replace") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        return set()
+    names = {row.get(kind) or "" for row in rows for kind in ("overlay", "heatmap", "cam")}
+    return {n for n in names if n and n == Path(n).name and not n.startswith(".") and n != INDEX_FILE}

@@ -80,7 +80,17 @@ class TiffFileSlide(Slide):
             return f"tifffile {tifffile.__version__} (no imagecodecs)"
 
     def _check_page(self, page: Any, index: int) -> None:
-        samples = int(page.samplesperpixel)
+        try:
+            sizes = [int(page.imagewidth), int(page.imagelength)]
+            sizes += [int(page.tilewidth), int(page.tilelength)] if page.is_tiled else []
+            int(page.rowsperstrip or 0), int(page.photometric), int(page.planarconfig), int(page.imagedepth)
+            samples = int(page.samplesperpixel)
+        except (TypeError, ValueError) as exc:  # a damaged tag: a tuple or text where a number belongs
+            self._tif.close()
+            raise DataError(f"{self.path}: level {index} has damaged size tags ({short_reason(exc)})") from None
+        if min(sizes) < 1:
+            self._tif.close()
+            raise DataError(f"{self.path}: level {index} has a zero size in its tags; the file is damaged")
         if page.dtype != np.uint8 or samples not in (1, 3, 4) or int(page.imagedepth) != 1:
             self._tif.close()
             raise DataError(f"{self.path}: level {index} is not 8-bit RGB or grey "
@@ -136,7 +146,11 @@ class TiffFileSlide(Slide):
                 if seg is None:  # a tile the file leaves out (sparse TIFF) is glass
                     out[cy0 - y:cy1 - y, cx0 - x:cx1 - x] = WHITE
                 else:
-                    out[cy0 - y:cy1 - y, cx0 - x:cx1 - x] = seg[cy0 - sy0:cy1 - sy0, cx0 - sx0:cx1 - sx0]
+                    part = seg[cy0 - sy0:cy1 - sy0, cx0 - sx0:cx1 - sx0]
+                    if part.shape[:2] != (cy1 - cy0, cx1 - cx0):
+                        raise DataError(f"{self.path}: tile {ty * nx + tx} of level {level} decodes to "
+                                        f"{seg.shape[1]}x{seg.shape[0]} pixels, not {tw}x{th}; the file is damaged")
+                    out[cy0 - y:cy1 - y, cx0 - x:cx1 - x] = part
         return out
 
     def _segment(self, level: int, index: int) -> np.ndarray | None:
@@ -146,6 +160,9 @@ class TiffFileSlide(Slide):
             self._cache.move_to_end(key)
             return self._cache[key]
         page = self._pages[level]
+        if index >= min(len(page.dataoffsets), len(page.databytecounts)):
+            raise DataError(f"{self.path}: level {level} lists {len(page.dataoffsets)} tiles, fewer than its size "
+                            "needs; the file is damaged")
         offset, count = page.dataoffsets[index], page.databytecounts[index]
         if not offset or not count:
             return None

@@ -30,6 +30,7 @@ import numpy as np
 
 from edge_pcam.errors import EdgePcamError, ModelFileError
 from edge_pcam.runtime.datasets.synthetic import synthetic_patch
+from edge_pcam.runtime.fileio import check_output_folder
 from edge_pcam.runtime.flatbuffer import check_model
 from edge_pcam.runtime.interpreter import PatchModel, load_model, open_interpreter, resolve_runtime
 from edge_pcam.runtime.signature import CLASSIFIER_INPUTS, CLASSIFIER_OUTPUTS, signature_tensors, tensor_spec
@@ -58,6 +59,9 @@ def upgrade(source: str | os.PathLike, out: str | os.PathLike, runtime: str = "a
         raise EdgePcamError(f"{out}: the upgraded copy must be a .tflite file")
     if out.exists() and out.resolve() == source.resolve():
         raise EdgePcamError(f"{out}: give a new file; upgrade never overwrites the original")
+    if out.is_dir():
+        raise EdgePcamError(f"{out}: is a folder, not a file")
+    check_output_folder(out.parent, "folder for the upgraded copy")  # made if missing, parents too
     data, meta = _read(source)
     if meta["format"] == "gradcam":
         raise EdgePcamError(f"{source}: a Grad-CAM companion; upgrade the classifier that names it (the "

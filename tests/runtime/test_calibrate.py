@@ -42,6 +42,7 @@ def test_calibrate_writes_a_copy_with_new_thresholds(tmp_path):
     shutil.copy(FIXTURES / "models" / "tiny_gradcam.tflite", original.parent)
     digest = sha256_file(original)
     out = tmp_path / "lab" / "calibrated.tflite"
+    out.parent.mkdir()  # calibrate writes into a folder that exists (a mistyped one is an error)
     report = calibrate(original, LAB, out, force=False)
     assert sha256_file(original) == digest  # never changed
     assert model_bytes(out.read_bytes()) == model_bytes(original.read_bytes())  # same weights

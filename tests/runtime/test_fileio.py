@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_support import read_only_folder
+
 import edge_pcam.runtime.fileio as fileio
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.fileio import (atomic_path, atomic_write_bytes, atomic_write_json, check_output_file,
@@ -96,28 +98,6 @@ def test_output_folder_is_created_and_checked_before_work(tmp_path):
     with pytest.raises(EdgePcamError, match=r"a_file/sub: cannot write the run folder \(") as info:
         prepare_output_folder(blocker / "sub", "run folder")
     assert "\n" not in str(info.value)
-
-
-def read_only_folder(tmp_path: Path) -> Path:
-    """A folder this process cannot write to (root ignores permissions: a read-only mount then)."""
-    if os.geteuid() != 0:
-        folder = tmp_path / "ro"
-        folder.mkdir()
-        folder.chmod(0o555)
-        return folder
-    for candidate in (Path("/sys/fs"), Path("/proc/sys")):
-        if candidate.is_dir() and not _writable(candidate):
-            return candidate
-    pytest.skip("running as root with no read-only folder at hand")
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        (folder / ".edge-pcam-probe").touch()
-    except OSError:
-        return False
-    (folder / ".edge-pcam-probe").unlink()
-    return True
 
 
 def test_read_only_destinations_are_one_line_errors(tmp_path):

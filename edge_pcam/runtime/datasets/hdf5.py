@@ -57,13 +57,17 @@ class HDF5Split(Split):
         if idx.min() < 0 or idx.max() >= len(self):
             raise IndexError(f"{self.x_path}: row index out of range 0..{len(self) - 1}")
         x = self._x()
-        if np.all(np.diff(idx) == 1):
-            return x[int(idx[0]):int(idx[-1]) + 1]
-        # Row by row: h5py's fancy indexing is 5-100x slower (very slow on chunked files).
-        out = np.empty((idx.size, *PATCH_SHAPE), np.uint8)
-        for pos in np.argsort(idx, kind="stable"):
-            out[pos] = x[int(idx[pos])]
-        return out
+        try:
+            if np.all(np.diff(idx) == 1):
+                return x[int(idx[0]):int(idx[-1]) + 1]
+            # Row by row: h5py's fancy indexing is 5-100x slower (very slow on chunked files).
+            out = np.empty((idx.size, *PATCH_SHAPE), np.uint8)
+            for pos in np.argsort(idx, kind="stable"):
+                out[pos] = x[int(idx[pos])]
+            return out
+        except (OSError, RuntimeError, ValueError, TypeError) as exc:  # damaged chunks, unknown filters
+            raise DataError(f"{self.x_path}: cannot read patches {idx.min()}..{idx.max()} of 'x' ({exc}); "
+                            "the file is damaged: download or copy it again") from None
 
     def ids(self) -> list[str]:
         return [f"{self.x_path.name}#{i}" for i in range(len(self))]
@@ -173,7 +177,7 @@ def read_labels(path: Path) -> np.ndarray:
     bad = np.flatnonzero((labels != 0) & (labels != 1))  # NaN compares unequal to both
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"{path}: labels must be 0 or 1, found {labels[row].item()!r} at row {row} "
+        raise DataError(f"{path}: labels must be 0 or 1, found {labels[row]!s} at row {row} "
                         f"({bad.size:,} such row{'s' * (bad.size > 1)})")
     return labels.astype(np.uint8)
 
@@ -201,8 +205,16 @@ def _dataset(f: h5py.File, path: Path, key: str) -> h5py.Dataset:
         raise DataError(f"{path}: cannot read '{key}' ({exc})") from None
     if not isinstance(item, h5py.Dataset):
         what = f"'{key}' is a {type(item).__name__.lower()}, not a dataset" if item is not None else f"no '{key}' dataset"
-        raise DataError(f"{path}: {what} (has: {', '.join(f.keys()) or 'nothing'})")
+        raise DataError(f"{path}: {what} (has: {_names(f)})")
     return item
+
+
+def _names(f: h5py.File) -> str:
+    """The file's top-level names for a message, or why they cannot be listed."""
+    try:
+        return ", ".join(k if isinstance(k, str) else repr(k) for k in f.keys()) or "nothing"  # a damaged name: bytes
+    except (KeyError, OSError, RuntimeError) as exc:  # a damaged group index
+        return f"its index cannot be read: {exc}"
 
 
 def _read(path: Path, dataset: h5py.Dataset) -> np.ndarray:

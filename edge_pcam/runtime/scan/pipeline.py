@@ -12,7 +12,7 @@ import numpy as np
 
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.constants import PCAM_MPP
-from edge_pcam.runtime.fileio import prepare_output_folder
+from edge_pcam.runtime.fileio import check_output_folder, prepare_output_folder
 from edge_pcam.runtime.metadata import sha256_file
 from edge_pcam.runtime.scan.findings import SlideFindings, slide_findings
 from edge_pcam.runtime.scan.geometry import TILE, ScanGeometry, find_tissue, plan_geometry
@@ -63,12 +63,13 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
         raise EdgePcamError(f"--stride must be at least 1, got {stride}")
     if models is not None and explain and models.companion is None:
         raise EdgePcamError("--explain needs the models loaded with their Grad-CAM companion")
+    check_output_folder(out)
     slide = open_slide(image, mpp=mpp, reader=reader)
     try:
-        out = prepare_output_folder(out)
         slide.require_mpp()
         geometry = plan_geometry(slide, stride)
         models = models or load_scan_models(model, runtime, threads, device, batch, explain)
+        out = prepare_output_folder(out)  # made once the slide and the models are good: a refusal leaves none
         digest = slide_digest(slide.path)
         store = TileStore(out, _resume_key(slide, geometry, models, digest))
         store.check()  # before the tissue mask: a refusal comes at once
