@@ -269,7 +269,10 @@ def stopped_during_a_scan(inbox: Path, out: Path) -> None:
     """A watcher on `inbox` stopped by SIGTERM while it scans a.svs (a 30-second stand-in scan)."""
     (inbox / "a.svs").write_bytes(b"a slide")
     child = run_watcher(inbox, out, delay=30)
-    assert wait_for(lambda: (out / "a" / "calls.log").exists())  # the (stand-in) scan is under way
+    calls = out / "a" / "calls.log"
+    # the (stand-in) scan is under way and has recorded its call: the file exists from its open(), before
+    # the record is written, and a SIGTERM in between left it empty (seen once under load)
+    assert wait_for(lambda: calls.exists() and calls.read_text().strip() != "")
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=15) == 0, child.stderr.read()
 
