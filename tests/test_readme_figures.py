@@ -151,6 +151,19 @@ def test_recipe_rows_quote_the_committed_run_they_link():
     assert checked, "no recipe row links a committed run's metrics.json"
 
 
+def test_the_10_epoch_variants_quote_the_recipe_comparison():
+    result = _json("benchmarks/results/recipes-10ep/results.json")
+    rows = table(README, "variant", "valid accuracy (10 ep)", "shift mean accuracy")
+    assert len(rows) == len(result["rows"])
+    for r in result["rows"]:
+        shown, mean = row(rows, r["name"]), r["shift"]["mean"]
+        assert_shown(shown["train patches"], r["train_patches"])
+        assert_shown(shown["valid accuracy (10 ep)"], r["valid_accuracy"], 100)
+        assert_shown(shown["valid AUC (10 ep)"], r["valid_auc"])
+        assert_shown(shown["shift mean accuracy"], mean["accuracy"], 100)
+        assert_shown(shown["shift mean AUC"], mean["auc"])
+
+
 def test_the_aarch64_summary_counts_and_quotes_the_emulation_report():
     report = (REPO / "benchmarks" / "results" / "arm64-emulated.md").read_text(encoding="utf-8")
     rows = [r for r in table(report, "Run", "Verdict") if r["Run"].split(" vs ")[0].endswith("tflite-runtime")]
