@@ -3,6 +3,7 @@ on synthetic patches and slides (and, where present, checked not to exclude real
 
 from __future__ import annotations
 
+import colorsys
 import json
 import subprocess
 import sys
@@ -13,8 +14,8 @@ import pytest
 from PIL import Image, ImageFilter
 
 from edge_pcam.runtime.datasets.synthetic import open_synthetic, paint_tissue
-from edge_pcam.runtime.tissue import (BACKGROUND, BLUR, INK, TISSUE, TissueQC, blurred, ink_pixels, sharpness,
-                                      thumbnail_reasons, tissue_tiles)
+from edge_pcam.runtime.tissue import (BACKGROUND, BLUR, BLUR_RATIO, INK, TISSUE, TissueQC, blurred, hue, ink_pixels,
+                                      sharpness, thumbnail_reasons, tissue_tiles)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 GLASS = (243, 241, 245)
@@ -32,6 +33,59 @@ def test_ink_colours_are_found_and_stained_tissue_is_not():
     assert not ink_pixels(np.full((4, 4, 3), GLASS, np.uint8)).any()
     eosin, haematoxylin = np.full((2, 2, 3), (232, 168, 205), np.uint8), np.full((2, 2, 3), (92, 60, 150), np.uint8)
     assert not ink_pixels(eosin).any() and not ink_pixels(haematoxylin).any()
+
+
+def test_hue_is_the_standard_hsv_hue_in_every_sector_and_zero_for_greys():
+    levels = (0, 1, 2, 37, 128, 200, 254, 255)
+    grid = np.array([(r, g, b) for r in levels for g in levels for b in levels], np.uint8)
+    colours = np.concatenate([grid, np.random.default_rng(3).integers(0, 256, (3000, 3), dtype=np.uint8)])
+    expected = np.array([colorsys.rgb_to_hsv(*(c / 255.0))[0] * 360 for c in colours.astype(np.float64)])
+    got = hue(colours.reshape(1, -1, 3))[0]
+    assert got.dtype == np.float32
+    np.testing.assert_array_max_ulp(got, expected.astype(np.float32), maxulp=4)
+
+
+def test_ink_ranges_are_half_open_at_their_documented_edges():
+    # Colours whose hue is exactly an edge (rational arithmetic: 60 x (b - r) / span + 240 for blue
+    # highest, 60 x (g - b) / span for red highest, mod 360): blue-green is [70, 240), red below 15
+    # or from 345 degrees; black is a value below 0.2 (51 / 255 is 0.2 exactly: not black); the
+    # saturations are from their edge up: 51 / 255 = 0.2 for blue-green, 130 / 200 = 0.65 for red.
+    edges = {(0, 0, 200): False,  # 240 degrees: not blue-green
+             (200, 50, 0): False,  # 15 degrees: not red
+             (200, 0, 50): True,  # 345 degrees: red
+             (51, 51, 51): False, (50, 50, 50): True,
+             (204, 255, 230): True,  # 151 degrees at saturation 0.2: blue-green
+             (200, 70, 70): True}  # 0 degrees at saturation 0.65: red
+    colours = np.array([list(edges)], np.uint8)
+    assert ink_pixels(colours)[0].tolist() == list(edges.values())
+
+
+def test_black_ink_is_found_beside_bright_pixels():
+    thumb = np.array([[INKS["black"], GLASS], [GLASS, INKS["black"]]], np.uint8)
+    assert ink_pixels(thumb).tolist() == [[True, False], [False, True]]
+
+
+def test_a_tile_is_ink_from_exactly_five_percent_of_its_pixels():
+    # One tile whose thumbnail footprint is 20 x 20 = 400 pixels; 20 ink pixels are 5% exactly.
+    for inked, expected in ((20, INK), (19, BACKGROUND)):
+        thumb = np.full((20, 20, 3), GLASS, np.uint8)
+        thumb.reshape(-1, 3)[:inked] = INKS["blue"]
+        reasons = thumbnail_reasons(thumb, 1, 1, stride=96, tile=96, scale=20 / 96)
+        assert reasons.dtype == np.uint8 and reasons.tolist() == [[expected]], inked
+
+
+def test_one_pixel_at_pcams_saturation_makes_a_clean_tile_tissue():
+    thumb = np.full((8, 8, 3), GLASS, np.uint8)
+    thumb[4, 4] = (200, 186, 186)  # saturation 14 / 200 = 0.07 exactly: PCam's rule keeps it
+    assert thumbnail_reasons(thumb, 1, 1, stride=96, tile=96, scale=8 / 96).tolist() == [[TISSUE]]
+
+
+def test_blur_is_strictly_below_the_ratio(monkeypatch):
+    from edge_pcam.runtime import tissue
+    monkeypatch.setattr(tissue, "sharpness", lambda tiles: np.array([BLUR_RATIO, np.nextafter(BLUR_RATIO, 0)]))
+    assert blurred(np.zeros((2, 4, 4, 3), np.uint8)).tolist() == [False, True]
+    qc = TissueQC(np.array([[TISSUE, TISSUE]], np.uint8), cell_mm2=0.01)
+    assert qc.with_sharpness(np.array([[BLUR_RATIO, np.nextafter(BLUR_RATIO, 0)]])).reasons.tolist() == [[TISSUE, BLUR]]
 
 
 def test_reasons_per_tile_from_the_thumbnail():
@@ -91,6 +145,7 @@ def test_measured_sharpness_marks_blur_and_a_flat_tile_is_background():
     values = np.array([[0.5, 0.01, 0.0, np.nan, 0.0]])  # sharp, soft, flat, not measured; ink stays ink
     qc = TissueQC(reasons, cell_mm2=0.01).with_sharpness(values)
     assert qc.reasons.tolist() == [[TISSUE, BLUR, BACKGROUND, TISSUE, INK]]
+    assert qc.excluded_mm2() == pytest.approx({"background": 0.01, "ink": 0.01, "blur": 0.01})
 
 
 @pytest.mark.real_data
