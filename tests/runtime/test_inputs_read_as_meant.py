@@ -296,31 +296,6 @@ def test_cli_refuses_a_huge_thread_count_in_one_line_before_any_output(tmp_path)
 
 # --- evaluate on data with one class only ----------------------------------------------------
 
-def test_one_class_reports_only_what_is_defined():
-    from edge_pcam.runtime.metrics import defined_operating_points
-    points, warnings = defined_operating_points(np.array([1, 1, 1]), np.array([0.2, 0.6, 0.9]))
-    assert set(points) == {"decision", "triage"}  # high specificity needs normal patches
-    d = points["decision"]
-    assert (d["tp"], d["fn"], d["accuracy"], d["recall"], d["precision"]) == (2, 1, 2 / 3, 2 / 3, 1.0)
-    assert d["f1"] == pytest.approx(0.8) and d["specificity"] is None and d["auc"] is None
-    assert points["triage"]["threshold"] == 0.2 and points["triage"]["recall"] == 1.0
-    assert warnings == ["only tumour patches (3): specificity, AUC and the high-specificity threshold "
-                        "need normal patches and are not reported"]
-
-    points, warnings = defined_operating_points(np.array([0, 0]), np.array([0.3, 0.7]))
-    assert set(points) == {"decision", "high_specificity"}
-    d = points["decision"]
-    assert (d["fp"], d["tn"], d["specificity"], d["precision"]) == (1, 1, 0.5, 0.0)
-    assert d["recall"] is None and d["f1"] is None and d["auc"] is None
-    h = points["high_specificity"]
-    assert (h["threshold"], h["specificity"], h["precision"]) == (1.0, 1.0, None)  # nothing called tumour
-    assert len(warnings) == 1 and "only normal patches (2)" in warnings[0] and "triage" in warnings[0]
-
-    both, warnings = defined_operating_points(np.array([0, 1]), np.array([0.3, 0.7]))
-    assert warnings == [] and both["decision"]["auc"] == 1.0 and set(both) == {"decision", "triage",
-                                                                                "high_specificity"}
-
-
 def test_cli_evaluate_on_one_class_warns_and_gives_no_auc(tmp_path):
     folder = tmp_path / "lab" / "valid" / "tumour"
     folder.mkdir(parents=True)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from threshold_checks import assert_high_specificity, assert_triage, recall_at, specificity_at
 
-from edge_pcam.runtime.metrics import (binary_metrics, choose_thresholds, operating_points, roc_auc,
-                                       threshold_for_sensitivity, threshold_for_specificity)
+from edge_pcam.runtime.metrics import (binary_metrics, choose_thresholds, defined_operating_points, operating_points,
+                                       roc_auc, threshold_for_sensitivity, threshold_for_specificity)
 
 
 def test_auc_matches_pairwise_definition():
@@ -176,3 +176,32 @@ def test_operating_points_use_the_thresholds_given():
     points = operating_points(y, s, {"decision": 0.5, "lenient": 0.3, "strict": 0.95})
     assert {k: (p["threshold"], p["tp"], p["fp"]) for k, p in points.items()} == {
         "decision": (0.5, 1, 1), "lenient": (0.3, 2, 1), "strict": (0.95, 0, 0)}
+
+
+# --- data with one class only (evaluate on a lab's tumour-only folder) ---
+
+def test_one_class_reports_only_what_is_defined():
+    points, warnings = defined_operating_points(np.array([1, 1, 1]), np.array([0.2, 0.6, 0.9]))
+    assert set(points) == {"decision", "triage"}  # high specificity needs normal patches
+    d = points["decision"]
+    assert (d["tp"], d["fn"], d["accuracy"], d["recall"], d["precision"]) == (2, 1, 2 / 3, 2 / 3, 1.0)
+    assert d["f1"] == pytest.approx(0.8) and d["specificity"] is None and d["auc"] is None
+    assert points["triage"]["threshold"] == 0.2 and points["triage"]["recall"] == 1.0
+    assert warnings == ["only tumour patches (3): specificity, AUC and the high-specificity threshold "
+                        "need normal patches and are not reported"]
+
+    points, warnings = defined_operating_points(np.array([0, 0]), np.array([0.3, 0.7]))
+    assert set(points) == {"decision", "high_specificity"}
+    d = points["decision"]
+    assert (d["fp"], d["tn"], d["specificity"], d["precision"]) == (1, 1, 0.5, 0.0)
+    assert d["recall"] is None and d["f1"] is None and d["auc"] is None
+    h = points["high_specificity"]
+    assert (h["threshold"], h["specificity"], h["precision"]) == (1.0, 1.0, None)  # nothing called tumour
+    assert warnings == ["only normal patches (2): recall, F1, AUC and the triage threshold need tumour patches "
+                        "and are not reported"]
+
+    both, warnings = defined_operating_points(np.array([0, 1]), np.array([0.3, 0.7]))
+    assert warnings == [] and both["decision"]["auc"] == 1.0 and set(both) == {"decision", "triage",
+                                                                                "high_specificity"}
+    with pytest.raises(ValueError, match="no labels"):
+        defined_operating_points(np.array([]), np.array([]))
