@@ -50,10 +50,12 @@ def convert(h5: Path, out: Path, data: str, tune: int, fmt: str) -> dict:
     return json.loads(report.read_text())
 
 
-def candidate_row(name: str, source: Path, conversion: dict) -> dict:
+def candidate_row(name: str, source: Path, conversion: dict, folder: Path) -> dict:
+    """One candidate's figures from its conversion.json; `file` is the converted file in `folder`
+    (the report names files relative to where it is)."""
     entry = next(f for f in conversion["files"] if f["format"] in ("int8", "float32"))
     parity = entry["parity"]
-    return {"name": name, "source": str(source), "file": entry["file"], "accepted": bool(entry["accepted"]),
+    return {"name": name, "source": str(source), "file": str(folder / entry["file"]), "accepted": bool(entry["accepted"]),
             "valid_accuracy": parity["converted"]["accuracy"], "valid_auc": parity["converted"]["auc"],
             "keras_accuracy": parity["keras"]["accuracy"], "agreement": parity.get("agreement"),
             "accuracy_drop_points": parity.get("accuracy_drop_points"), "gate": parity.get("gate"),
@@ -114,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         sources[name] = (Path(run) / "best.h5", "int8")
     rows = []
     for name, (h5, fmt) in sources.items():
-        rows.append(candidate_row(name, h5, convert(h5, args.runs / name, args.data, args.tune_from_train, fmt)))
+        folder = args.runs / name
+        rows.append(candidate_row(name, h5, convert(h5, folder, args.data, args.tune_from_train, fmt), folder))
 
     shift = run_shift_benchmark({r["name"]: Path(r["file"]) for r in rows}, args.data, "valid", args.seed, None)
     for r in rows:

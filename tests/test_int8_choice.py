@@ -37,3 +37,16 @@ def test_under_a_tenth_of_a_point_is_a_tie_decided_by_auc_then_ptq(choose):
 
 def test_no_candidate_when_every_file_fails(choose):
     assert choose([row("float32", 0.9, 0.9), row("ptq", 0.8, 0.9, accepted=False)]) is None
+
+
+def test_a_candidate_row_names_the_converted_file_inside_its_folder(tmp_path):
+    spec = importlib.util.spec_from_file_location("int8_choice_rows", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folder = tmp_path / "runs" / "ptq"
+    conversion = {"files": [{"format": "int8", "file": "edge_pcam_int8.tflite", "accepted": True,
+                             "parity": {"converted": {"accuracy": 0.86, "auc": 0.93},
+                                        "keras": {"accuracy": 0.87, "auc": 0.94}}}]}
+    got = module.candidate_row("ptq", tmp_path / "best.h5", conversion, folder)
+    assert got["file"] == str(folder / "edge_pcam_int8.tflite")  # where convert wrote it, not the bare name
+    assert (got["valid_accuracy"], got["keras_accuracy"], got["accepted"]) == (0.86, 0.87, True)
