@@ -55,7 +55,8 @@ def candidate_row(name: str, source: Path, conversion: dict, folder: Path) -> di
     (the report names files relative to where it is)."""
     entry = next(f for f in conversion["files"] if f["format"] in ("int8", "float32"))
     parity = entry["parity"]
-    return {"name": name, "source": str(source), "file": str(folder / entry["file"]),
+    return {"name": name, "source": str(source), "source_sha256": conversion["source_model"]["sha256"],
+            "file": str(folder / entry["file"]),
             "accepted": bool(entry["accepted"]),
             "valid_accuracy": parity["converted"]["accuracy"], "valid_auc": parity["converted"]["auc"],
             "keras_accuracy": parity["keras"]["accuracy"], "agreement": parity.get("agreement"),

@@ -44,9 +44,11 @@ def test_a_candidate_row_names_the_converted_file_inside_its_folder(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     folder = tmp_path / "runs" / "ptq"
-    conversion = {"files": [{"format": "int8", "file": "edge_pcam_int8.tflite", "accepted": True,
+    conversion = {"source_model": {"file": "best.h5", "sha256": "ab" * 32},
+                  "files": [{"format": "int8", "file": "edge_pcam_int8.tflite", "accepted": True,
                              "parity": {"converted": {"accuracy": 0.86, "auc": 0.93},
                                         "keras": {"accuracy": 0.87, "auc": 0.94}}}]}
     got = module.candidate_row("ptq", tmp_path / "best.h5", conversion, folder)
     assert got["file"] == str(folder / "edge_pcam_int8.tflite")  # where convert wrote it, not the bare name
     assert (got["valid_accuracy"], got["keras_accuracy"], got["accepted"]) == (0.86, 0.87, True)
+    assert got["source_sha256"] == "ab" * 32  # what ties the shipped file to the candidate the rule chose

@@ -24,9 +24,26 @@ def test_shipped_files_fit_in_4_mib_and_name_their_companion():
     assert read_metadata(companion)["format"] == "gradcam"
 
 
-@pytest.mark.parametrize("name, fmt, source", [("edge_pcam_int8.tflite", "int8", "qat"),
-                                               ("edge_pcam_float32.tflite", "float32", "float")])
-def test_metadata_records_how_the_file_was_made(name, fmt, source):
+INT8_CHOICE = MODEL_CARD.parent / "benchmarks" / "results" / "int8-choice" / "results.json"
+
+
+def _chosen() -> dict:
+    """The candidate benchmarks/int8_choice.py chose by the README's rule (its committed results)."""
+    return json.loads(INT8_CHOICE.read_text())["chosen"]
+
+
+def test_the_shipped_int8_file_is_the_one_the_rule_chose():
+    chosen, meta = _chosen(), read_metadata(MODELS_DIR / "edge_pcam_int8.tflite")
+    assert meta["source_model"]["sha256"] == chosen["source_sha256"], "the shipped int8 file is not the rule's choice"
+    assert meta["source"] == ("float" if chosen["name"] == "ptq" else "qat")
+    # the bundle was converted again by the same command: the same figures as the candidate's
+    assert meta["metrics"]["decision"]["accuracy"] == pytest.approx(chosen["valid_accuracy"], abs=1e-9)
+    assert meta["metrics"]["decision"]["auc"] == pytest.approx(chosen["valid_auc"], abs=1e-9)
+
+
+@pytest.mark.parametrize("name, fmt", [("edge_pcam_int8.tflite", "int8"), ("edge_pcam_float32.tflite", "float32")])
+def test_metadata_records_how_the_file_was_made(name, fmt):
+    source = "float" if fmt == "float32" or _chosen()["name"] == "ptq" else "qat"
     meta = read_metadata(MODELS_DIR / name)
     assert (meta["format"], meta["source"]) == (fmt, source)
     prov = meta["provenance"]
