@@ -151,6 +151,18 @@ def test_issue_16s_targets_quote_the_int8_choice():
     assert_shown(m.group(8), ptq["valid_accuracy"], 100)
     assert_shown(m.group(9), ptq["valid_auc"])
     assert_shown(m.group(10), shipped["shift_mean_accuracy"] - ptq["shift_mean_accuracy"], 100)
+    models = result["shift"]["models"]
+    lead = {s: models[shipped["name"]][s]["accuracy"] - models["ptq"][s]["accuracy"] for s in result["shift"]["shifts"]}
+    top = max(lead, key=lead.get)
+    others = [v for s, v in lead.items() if s != top]
+    m = re.search(r"That lead comes from one shift, (\S+) \(([\d.]+)% against ([\d.]+)%\); on the other (\w+) the "
+                  r"QAT file is between ([\d.]+) points behind and ([\d.]+) point ahead", text)
+    assert m, "README no longer says where the shipped file's shift lead comes from: update this test"
+    assert m.group(1) == top and m.group(4) == {8: "eight"}.get(len(others))
+    assert_shown(m.group(2), models[shipped["name"]][top]["accuracy"], 100)
+    assert_shown(m.group(3), models["ptq"][top]["accuracy"], 100)
+    assert_shown(m.group(5), -min(others), 100)
+    assert_shown(m.group(6), max(others), 100)
 
 
 INSTALL_ROWS = {"Linux x86-64": ("x86_64", "base"), "Linux aarch64": ("aarch64", "base"),
