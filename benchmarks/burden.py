@@ -198,21 +198,37 @@ def scan(svs: Path, out: Path, model: Path | None, attempts: int = 5) -> None:
     sys.exit(f"scan of {svs} failed: {done.stderr.strip().splitlines()[-1:] if done else 'no process'}")
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from edge_pcam.runtime.datasets.spec import open_dataset
-    from edge_pcam.runtime.interpreter import load_model
-
-    split = open_dataset(str(args.data)).split("valid")
-    normal, tumour = np.nonzero(split.labels == 0)[0], np.nonzero(split.labels == 1)[0]
-    card = load_model(args.model).metadata
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    records_file = work / "records.jsonl"
+def finished(records_file: Path, model_sha256: str) -> dict[tuple[int, int], dict[str, Any]]:
+    """The mosaics `records_file` holds for this very model file, by (block, seed): a record made
+    with another model (or before records named theirs) is scanned again, never mixed in."""
     done = {}
     if records_file.exists():
         for line in records_file.read_text().splitlines():
             record = json.loads(line)
-            done[record["block"], record["seed"]] = record
+            if record.get("model_sha256") == model_sha256:
+                done[record["block"], record["seed"]] = record
+    return done
+
+
+def model_work(work: Path, model_sha256: str) -> Path:
+    """Where the mosaics of one model file are scanned: a scan folder refuses to resume another
+    model's scan, so each model gets its own."""
+    return Path(work) / f"model-{model_sha256[:12]}"
+
+
+def run(args: argparse.Namespace, model_path: Path) -> list[dict[str, Any]]:
+    from edge_pcam.runtime.datasets.spec import open_dataset
+    from edge_pcam.runtime.interpreter import load_model
+    from edge_pcam.runtime.metadata import sha256_file
+
+    split = open_dataset(str(args.data)).split("valid")
+    normal, tumour = np.nonzero(split.labels == 0)[0], np.nonzero(split.labels == 1)[0]
+    card = load_model(model_path).metadata
+    model_sha256 = sha256_file(model_path)
+    work = model_work(args.work, model_sha256)
+    work.mkdir(parents=True, exist_ok=True)
+    records_file = work / "records.jsonl"
+    done = finished(records_file, model_sha256)
     records = []
     jobs = [(block, args.seed + 1000 * size_index + i) for size_index, block in enumerate(SIZES)
             for i in range(args.per_size)]
@@ -227,8 +243,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         svs, scan_dir = work / f"mosaic_{block}_{seed}.svs", work / f"scan_{block}_{seed}"
         write_svs(svs, image, SLIDE_MPP)
         del image
-        scan(svs, scan_dir, args.model)
-        record = {"seed": seed, **analyse(scan_dir, labels, block, card)}
+        scan(svs, scan_dir, model_path)
+        record = {"seed": seed, "model_sha256": model_sha256, **analyse(scan_dir, labels, block, card)}
         record["seconds"] = time.perf_counter() - mosaic_started
         np.savez_compressed(work / f"grid_{block}_{seed}.npz", labels=labels,
                             probabilities=read_tiles_csv(scan_dir / "tiles.csv", labels.shape))
@@ -329,7 +345,8 @@ def markdown(result: dict[str, Any]) -> str:
     s, card = result["summary"], result["model"]
     lines = ["# Tumour burden, regions and size class against a planted truth", "",
              f"Machine: {summary_line(result['machine'])}. Runtime: {result['runtime']}.", "",
-             f"Model: `{card['file']}` ({card['format']}); operating characteristics: {card['rates']}.", "",
+             f"Model: `{card['file']}` ({card['format']}, sha256 {card['sha256'][:12]}…); "
+             f"operating characteristics: {card['rates']}.", "",
              f"Mosaics: {GRID} x {GRID} patches of the valid split of `{result['data']}` (random normal patches, "
              f"a planted square of random tumour patches), written as JPEG-tiled (Q{JPEG_QUALITY}) Aperio SVS at "
              f"{SLIDE_MPP} µm/px (each patch upsampled {UPSAMPLE}x), scanned by `edge-pcam scan` at stride {STRIDE} "
@@ -412,16 +429,18 @@ def main() -> None:
     from edge_pcam.runtime.bundled import default_model_path
     from edge_pcam.runtime.interpreter import load_model
 
-    records = run(args)
-    model = load_model(args.model)
+    model_path = args.model or default_model_path()
+    records = run(args, model_path)
+    model = load_model(model_path)
     oc = OperatingCharacteristics.from_card(model.metadata)
     summary = summarise(records)
     summary["rates"] = scanned_rates(records, oc)
-    first = json.loads((args.work / f"scan_{records[0]['block']}_{records[0]['seed']}" / "scan.json").read_text())
+    scans = model_work(args.work, records[0]["model_sha256"])
+    first = json.loads((scans / f"scan_{records[0]['block']}_{records[0]['seed']}" / "scan.json").read_text())
     runtime = f"{first['model']['runtime']} {first['model']['runtime_version']}, {first['model']['threads']} threads"
     result = {"machine": describe_machine(), "runtime": runtime, "data": args.data.name,
               "per_size": args.per_size, "seed": args.seed,
-              "model": {"file": (args.model or default_model_path()).name, "format": model.format,
+              "model": {"file": model_path.name, "sha256": records[0]["model_sha256"], "format": model.format,
                         "rates": f"{oc.description}, split {oc.split!r}" if oc else "none"},
               "summary": summary, "targets": targets_met(summary), "records": records,
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
