@@ -5,9 +5,16 @@
 
 Mosaics: 32 x 32 patches of the valid split of ../shared/data/pcam-subset, random normal patches with
 a square block of 0, 4x4, 8x8, 12x12 or 16x16 random tumour patches at a random place (different
-patches and place per mosaic and seed). Each 96-pixel patch is upsampled 2x (bicubic) and the mosaic
-written as a JPEG-tiled Aperio SVS at 0.486 µm/px (a 20x scan; levels 1, 4 and 16), so the scan reads
-level 0 and resamples to PCam's 0.972 µm/px; with stride 96 each scan tile is one patch again.
+patches and place per mosaic and seed). Each 96-pixel patch is upsampled 2x and the mosaic written as
+a JPEG-tiled Aperio SVS at 0.486 µm/px (a 20x scan; levels 1, 4 and 16), so the scan reads level 0
+and resamples to PCam's 0.972 µm/px; with stride 96 each scan tile is one patch again.
+
+`--upsample nearest` (the default) replicates pixels, so the scan's area averaging gives each patch
+back up to the JPEG compression, as a real 20x or 40x scan averages real detail into the patch PCam
+made: the benchmark then measures the estimator and the model as they are. `--upsample bicubic`
+interpolates a smoother slide than the patches came from, a mild blur the model is sensitive to (the
+shift benchmark's blur row): its tiles' true- and false-positive rates move away from the card's,
+which is what `edge-pcam calibrate` on a lab's own scans corrects (the report's oracle row).
 
 Each mosaic is scanned with the bundled int8 model by `edge-pcam scan` (a child process), and its
 slide result read from the scan's scan.json (`slide_result`: the burden with its interval, the
@@ -54,6 +61,7 @@ SIZES = (0, 4, 8, 12, 16)
 GRID = 32
 PATCH = 96
 UPSAMPLE = 2
+UPSAMPLING = {"nearest": Image.NEAREST, "bicubic": Image.BICUBIC}  # --upsample (see the docstring)
 SLIDE_MPP = 0.486
 JPEG_QUALITY = 80
 SVS_TILE = 256
@@ -74,9 +82,10 @@ def default_data() -> Path:
     return next((p for p in found if p.is_dir()), REPO.parent / "shared" / "data" / "pcam-subset")
 
 
-def build_mosaic(split: Any, normal: np.ndarray, tumour: np.ndarray, block: int, rng: np.random.Generator
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(level-0 RGB image, (GRID, GRID) labels): random normal patches, a block x block tumour square."""
+def build_mosaic(split: Any, normal: np.ndarray, tumour: np.ndarray, block: int, rng: np.random.Generator,
+                 upsample: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
+    """(level-0 RGB image, (GRID, GRID) labels): random normal patches, a block x block tumour square,
+    each patch upsampled UPSAMPLE times by `upsample` (a key of UPSAMPLING)."""
     labels = np.zeros((GRID, GRID), np.uint8)
     if block:
         r, c = rng.integers(0, GRID - block + 1, size=2)
@@ -91,7 +100,7 @@ def build_mosaic(split: Any, normal: np.ndarray, tumour: np.ndarray, block: int,
     for k, patch in enumerate(patches):
         r, c = divmod(k, GRID)
         image[r * side:(r + 1) * side, c * side:(c + 1) * side] = np.asarray(
-            Image.fromarray(patch).resize((side, side), Image.BICUBIC))
+            Image.fromarray(patch).resize((side, side), UPSAMPLING[upsample]))
     return image, labels
 
 
@@ -210,10 +219,10 @@ def finished(records_file: Path, model_sha256: str) -> dict[tuple[int, int], dic
     return done
 
 
-def model_work(work: Path, model_sha256: str) -> Path:
-    """Where the mosaics of one model file are scanned: a scan folder refuses to resume another
-    model's scan, so each model gets its own."""
-    return Path(work) / f"model-{model_sha256[:12]}"
+def model_work(work: Path, model_sha256: str, upsample: str) -> Path:
+    """Where the mosaics of one model file and one upsampling are scanned: a scan folder refuses to
+    resume another model's scan, so each model gets its own (and each upsampling its own mosaics)."""
+    return Path(work) / f"model-{model_sha256[:12]}-{upsample}"
 
 
 def run(args: argparse.Namespace, model_path: Path) -> list[dict[str, Any]]:
@@ -225,7 +234,7 @@ def run(args: argparse.Namespace, model_path: Path) -> list[dict[str, Any]]:
     normal, tumour = np.nonzero(split.labels == 0)[0], np.nonzero(split.labels == 1)[0]
     card = load_model(model_path).metadata
     model_sha256 = sha256_file(model_path)
-    work = model_work(args.work, model_sha256)
+    work = model_work(args.work, model_sha256, args.upsample)
     work.mkdir(parents=True, exist_ok=True)
     records_file = work / "records.jsonl"
     done = finished(records_file, model_sha256)
@@ -239,7 +248,7 @@ def run(args: argparse.Namespace, model_path: Path) -> list[dict[str, Any]]:
             continue
         mosaic_started = time.perf_counter()
         rng = np.random.default_rng(seed)
-        image, labels = build_mosaic(split, normal, tumour, block, rng)
+        image, labels = build_mosaic(split, normal, tumour, block, rng, args.upsample)
         svs, scan_dir = work / f"mosaic_{block}_{seed}.svs", work / f"scan_{block}_{seed}"
         write_svs(svs, image, SLIDE_MPP)
         del image
@@ -349,7 +358,7 @@ def markdown(result: dict[str, Any]) -> str:
              f"operating characteristics: {card['rates']}.", "",
              f"Mosaics: {GRID} x {GRID} patches of the valid split of `{result['data']}` (random normal patches, "
              f"a planted square of random tumour patches), written as JPEG-tiled (Q{JPEG_QUALITY}) Aperio SVS at "
-             f"{SLIDE_MPP} µm/px (each patch upsampled {UPSAMPLE}x), scanned by `edge-pcam scan` at stride {STRIDE} "
+             f"{SLIDE_MPP} µm/px (each patch upsampled {UPSAMPLE}x, {result['upsample']}), scanned by `edge-pcam scan` at stride {STRIDE} "
              f"(resampled to 0.972 µm/px by area averaging); {result['per_size']} mosaics per size, seeds from "
              f"{result['seed']}. "
              "Truth: the block's share of the tiles that pass tissue QC; its diameter is the square's diagonal.", "",
@@ -398,7 +407,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", f"Tissue QC of the scan on these real patches: of {s['tiles_total']:,} tiles over tissue, "
               + ", ".join(f"{v} left out as {k}" for k, v in ex.items())
               + " (counted in neither the burden nor its truth).", "",
-              f"Regenerate: `python benchmarks/burden.py --per-size {result['per_size']} --seed {result['seed']}` "
+              f"Regenerate: `python benchmarks/burden.py --per-size {result['per_size']} --seed {result['seed']} "
+              f"--upsample {result['upsample']}{result['results_option']}` "
               f"({result['created']}; {result['minutes']:.0f} min of building, scanning and analysing mosaics "
               "on this shared machine)."]
     return "\n".join(lines) + "\n"
@@ -419,6 +429,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13_000, help="first seed (the pilot used other seeds)")
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--model", type=Path, default=None, help="a .tflite (default: the bundled int8)")
+    parser.add_argument("--upsample", choices=sorted(UPSAMPLING), default="nearest",
+                        help="how each patch is upsampled into the 0.486 µm/px slide (see the docstring)")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "burden-benchmark")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the mosaics (real-patch derivatives)")
@@ -435,11 +447,12 @@ def main() -> None:
     oc = OperatingCharacteristics.from_card(model.metadata)
     summary = summarise(records)
     summary["rates"] = scanned_rates(records, oc)
-    scans = model_work(args.work, records[0]["model_sha256"])
+    scans = model_work(args.work, records[0]["model_sha256"], args.upsample)
     first = json.loads((scans / f"scan_{records[0]['block']}_{records[0]['seed']}" / "scan.json").read_text())
     runtime = f"{first['model']['runtime']} {first['model']['runtime_version']}, {first['model']['threads']} threads"
     result = {"machine": describe_machine(), "runtime": runtime, "data": args.data.name,
-              "per_size": args.per_size, "seed": args.seed,
+              "per_size": args.per_size, "seed": args.seed, "upsample": args.upsample,
+              "results_option": "" if args.results == RESULTS else f" --results {args.results}",
               "model": {"file": model_path.name, "sha256": records[0]["model_sha256"], "format": model.format,
                         "rates": f"{oc.description}, split {oc.split!r}" if oc else "none"},
               "summary": summary, "targets": targets_met(summary), "records": records,

@@ -259,3 +259,51 @@ def test_the_mutation_score_quotes_the_committed_mutation_report():
     assert measured and quoted, "README or benchmarks/results/mutation.md no longer states the mutation score"
     assert quoted.groups() == measured.groups()
     assert "make mutation" in README
+
+
+def test_what_a_scan_tells_you_quotes_the_burden_report():
+    """README's burden table is the report's "Chosen method" table, row for row."""
+    report = (REPO / "benchmarks" / "results" / "burden.md").read_text(encoding="utf-8")
+    chosen = report.split("## Chosen method", 1)[1].split("\n## ", 1)[0]
+
+    def block_rows(text: str) -> list[str]:
+        return [line.strip() for line in text.splitlines() if re.match(r"\|\s*\d+x\d+\s*\|", line)]
+    expected = block_rows(chosen)
+    section = README.split("## What a scan tells you", 1)[1].split("\n## ", 1)[0]
+    assert expected and block_rows(section) == expected
+
+
+def test_what_a_scan_tells_you_quotes_the_burden_figures():
+    def chosen(summary, key):
+        return [size["estimators"]["mixture ML (chosen)"][key] for size in summary["sizes"].values()]
+
+    def oracle_worst(summary):
+        return max(abs(size["estimators"][ORACLE]["worst_error_points"]) for size in summary["sizes"].values())
+    nearest = _json("benchmarks/results/burden.json")["summary"]
+    bicubic = _json("benchmarks/results/burden-bicubic/burden.json")["summary"]
+    text = re.sub(r"\s+", " ", README.split("## What a scan tells you", 1)[1].split("\n## ", 1)[0])
+    m = re.search(r"the count at 0\.5 reads ([\d.]+)% on average", text)
+    assert_shown(m.group(1), nearest["sizes"]["0"]["estimators"]["raw count at decision"]["mean_error_points"])
+    m = re.search(r"mean error stays within ([\d.]+) points .*? miss by up to ([\d.]+) points .*?sensitivity "
+                  r"([\d.]+) against ([\d.]+) at 0\.5.*?the worst miss is ([\d.]+) points.*?one of 20 measured "
+                  r"([\d.]+) mm", text)
+    assert m, "README no longer quotes the burden report as this test reads it: update it"
+    assert_shown(m.group(1), max(abs(e) for e in chosen(nearest, "mean_error_points")))
+    assert_shown(m.group(2), max(abs(e) for e in chosen(nearest, "worst_error_points")))
+    decision = nearest["rates"]["points"]["decision"]
+    assert_shown(m.group(3), decision["scanned_tpr"])
+    assert_shown(m.group(4), decision["card_tpr"])
+    assert_shown(m.group(5), oracle_worst(nearest))
+    assert_shown(m.group(6), nearest["sizes"]["16"]["regions"]["chosen"]["min_mm"])
+    m = re.search(r"sensitivity of ([\d.]+) against the card's ([\d.]+), and the burden is underestimated by up "
+                  r"to ([\d.]+) points on average at 16 × 16, with coverage down to (\d+)%.*?mean error back to "
+                  r"([\d.]+) points at most", text)
+    assert m, "README no longer quotes the bicubic burden report as this test reads it: update it"
+    assert_shown(m.group(1), bicubic["rates"]["points"]["decision"]["scanned_tpr"])
+    assert_shown(m.group(2), bicubic["rates"]["points"]["decision"]["card_tpr"])
+    assert_shown(m.group(3), -bicubic["sizes"]["16"]["estimators"]["mixture ML (chosen)"]["mean_error_points"])
+    assert_shown(m.group(4), min(chosen(bicubic, "coverage")), 100)
+    assert_shown(m.group(5), max(abs(s["estimators"][ORACLE]["mean_error_points"]) for s in bicubic["sizes"].values()))
+
+
+ORACLE = "mixture ML, rates of the other mosaics' tiles (oracle)"
