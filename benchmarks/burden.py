@@ -207,14 +207,15 @@ def scan(svs: Path, out: Path, model: Path | None, attempts: int = 5) -> None:
     sys.exit(f"scan of {svs} failed: {done.stderr.strip().splitlines()[-1:] if done else 'no process'}")
 
 
-def finished(records_file: Path, model_sha256: str) -> dict[tuple[int, int], dict[str, Any]]:
-    """The mosaics `records_file` holds for this very model file, by (block, seed): a record made
-    with another model (or before records named theirs) is scanned again, never mixed in."""
+def finished(records_file: Path, made_with: dict[str, str]) -> dict[tuple[int, int], dict[str, Any]]:
+    """The mosaics `records_file` holds that were made with `made_with` (the model file's SHA-256,
+    the data, the upsampling), by (block, seed): a record made otherwise (or before records named
+    what made them) is scanned again, never mixed in."""
     done = {}
     if records_file.exists():
         for line in records_file.read_text().splitlines():
             record = json.loads(line)
-            if record.get("model_sha256") == model_sha256:
+            if all(record.get(key) == value for key, value in made_with.items()):
                 done[record["block"], record["seed"]] = record
     return done
 
@@ -237,7 +238,8 @@ def run(args: argparse.Namespace, model_path: Path) -> list[dict[str, Any]]:
     work = model_work(args.work, model_sha256, args.upsample)
     work.mkdir(parents=True, exist_ok=True)
     records_file = work / "records.jsonl"
-    done = finished(records_file, model_sha256)
+    made_with = {"model_sha256": model_sha256, "data": str(Path(args.data).resolve()), "upsample": args.upsample}
+    done = finished(records_file, made_with)
     records = []
     jobs = [(block, args.seed + 1000 * size_index + i) for size_index, block in enumerate(SIZES)
             for i in range(args.per_size)]
@@ -253,7 +255,7 @@ def run(args: argparse.Namespace, model_path: Path) -> list[dict[str, Any]]:
         write_svs(svs, image, SLIDE_MPP)
         del image
         scan(svs, scan_dir, model_path)
-        record = {"seed": seed, "model_sha256": model_sha256, **analyse(scan_dir, labels, block, card)}
+        record = {"seed": seed, **made_with, **analyse(scan_dir, labels, block, card)}
         record["seconds"] = time.perf_counter() - mosaic_started
         np.savez_compressed(work / f"grid_{block}_{seed}.npz", labels=labels,
                             probabilities=read_tiles_csv(scan_dir / "tiles.csv", labels.shape))

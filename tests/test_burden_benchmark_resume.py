@@ -21,14 +21,23 @@ def _module():
     return module
 
 
-def test_only_records_of_this_model_file_are_reused(tmp_path):
+def test_only_records_made_the_same_way_are_reused(tmp_path):
     records = tmp_path / "records.jsonl"
-    lines = [{"block": 4, "seed": 1, "model_sha256": "a" * 64, "truth": 1},
-             {"block": 4, "seed": 2, "model_sha256": "b" * 64, "truth": 2},
-             {"block": 8, "seed": 3, "truth": 3}]  # written before records named their model
+    a = {"model_sha256": "a" * 64, "data": "/data/subset", "upsample": "nearest"}
+    lines = [{"block": 4, "seed": 1, **a, "truth": 1},
+             {"block": 4, "seed": 2, **a, "model_sha256": "b" * 64},          # another model
+             {"block": 4, "seed": 3, **a, "data": "/data/other"},            # other patches
+             {"block": 4, "seed": 4, **a, "upsample": "bicubic"},            # other mosaics
+             {"block": 8, "seed": 5, "model_sha256": "a" * 64, "truth": 3}]  # before records said how
     records.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    finished = _module().finished
-    assert list(finished(records, "a" * 64)) == [(4, 1)]
-    assert list(finished(records, "b" * 64)) == [(4, 2)]
-    assert finished(records, "c" * 64) == {}
-    assert finished(tmp_path / "absent.jsonl", "a" * 64) == {}
+    module = _module()
+    assert list(module.finished(records, a)) == [(4, 1)]
+    assert list(module.finished(records, {**a, "model_sha256": "b" * 64})) == [(4, 2)]
+    assert module.finished(records, {**a, "model_sha256": "c" * 64}) == {}
+    assert module.finished(tmp_path / "absent.jsonl", a) == {}
+
+
+def test_each_model_and_upsampling_scans_into_its_own_folder(tmp_path):
+    work = _module().model_work
+    folders = {work(tmp_path, sha, up) for sha in ("a" * 64, "b" * 64) for up in ("nearest", "bicubic")}
+    assert len(folders) == 4 and all(f.parent == tmp_path for f in folders)

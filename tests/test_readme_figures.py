@@ -283,10 +283,10 @@ def test_what_a_scan_tells_you_quotes_the_burden_figures():
     bicubic = _json("benchmarks/results/burden-bicubic/burden.json")["summary"]
     text = re.sub(r"\s+", " ", README.split("## What a scan tells you", 1)[1].split("\n## ", 1)[0])
     m = re.search(r"the count at 0\.5 reads ([\d.]+)% on average", text)
+    assert m, "README no longer quotes the raw count on tumour-free mosaics: update this test"
     assert_shown(m.group(1), nearest["sizes"]["0"]["estimators"]["raw count at decision"]["mean_error_points"])
     m = re.search(r"mean error stays within ([\d.]+) points .*? miss by up to ([\d.]+) points .*?sensitivity "
-                  r"([\d.]+) against ([\d.]+) at 0\.5.*?the worst miss is ([\d.]+) points.*?one of 20 measured "
-                  r"([\d.]+) mm", text)
+                  r"([\d.]+) against ([\d.]+) at 0\.5.*?the worst miss is ([\d.]+) points", text)
     assert m, "README no longer quotes the burden report as this test reads it: update it"
     assert_shown(m.group(1), max(abs(e) for e in chosen(nearest, "mean_error_points")))
     assert_shown(m.group(2), max(abs(e) for e in chosen(nearest, "worst_error_points")))
@@ -294,7 +294,10 @@ def test_what_a_scan_tells_you_quotes_the_burden_figures():
     assert_shown(m.group(3), decision["scanned_tpr"])
     assert_shown(m.group(4), decision["card_tpr"])
     assert_shown(m.group(5), oracle_worst(nearest))
-    assert_shown(m.group(6), nearest["sizes"]["16"]["regions"]["chosen"]["min_mm"])
+    m = re.search(r"one of 20 16 × 16 blocks \(([\d.]+) mm corner to corner.*?measured ([\d.]+) mm", text)
+    assert m, "README no longer quotes the 16 x 16 blocks' diameters: update this test"
+    assert_shown(m.group(1), nearest["sizes"]["16"]["true_diameter_mm"])
+    assert_shown(m.group(2), nearest["sizes"]["16"]["regions"]["chosen"]["min_mm"])
     m = re.search(r"sensitivity of ([\d.]+) against the card's ([\d.]+), and the burden is underestimated by up "
                   r"to ([\d.]+) points on average at 16 × 16, with coverage down to (\d+)%.*?mean error back to "
                   r"([\d.]+) points at most", text)

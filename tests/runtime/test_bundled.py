@@ -32,6 +32,15 @@ def _chosen() -> dict:
     return json.loads(INT8_CHOICE.read_text())["chosen"]
 
 
+def test_the_recorded_choice_is_the_rules():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("int8_choice", MODEL_CARD.parent / "benchmarks" / "int8_choice.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = json.loads(INT8_CHOICE.read_text())
+    assert module.choose(result["rows"])["name"] == result["chosen"]["name"]
+
+
 def test_the_shipped_int8_file_is_the_one_the_rule_chose():
     chosen, meta = _chosen(), read_metadata(MODELS_DIR / "edge_pcam_int8.tflite")
     assert meta["source_model"]["sha256"] == chosen["source_sha256"], "the shipped int8 file is not the rule's choice"
@@ -111,6 +120,11 @@ def test_model_card_quotes_the_shipped_files_sizes_operating_points_and_parity()
     assert found, "MODEL_CARD.md no longer quotes the int8 file's agreement with Keras: update this test"
     assert_shown(found.group(1), meta["parity"]["agreement"], 100)
     assert_shown(found.group(2), meta["parity"]["auc_change"])
+    found = re.search(r"at ([+-][\d.]+)\s+points of accuracy", card)
+    assert found, "MODEL_CARD.md no longer quotes the int8 file's accuracy change: update this test"
+    assert_shown(found.group(1), -meta["parity"]["accuracy_drop_points"])
+    for found in re.finditer(r"([\d.]+)% on valid", card):  # the triage point's sensitivity on valid
+        assert_shown(found.group(1), meta["metrics"]["triage"]["recall"], 100)
     companion = _repo_json("benchmarks/results/conversion/qat/conversion.json")["companion"]["parity"]
     found = re.search(r"correlate ([\d.]+) with TensorFlow's Grad-CAM.*?exactly \(([\d.]+)\)", card, re.S)
     assert found, "MODEL_CARD.md no longer quotes the companion's correlations: update this test"
