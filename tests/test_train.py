@@ -335,6 +335,9 @@ def test_chief_is_read_from_tf_config(monkeypatch, config, chief):
 CTRL_C_WHILE_SCORING = r"""
 import signal, sys
 from edge_pcam.training import fit
+# Ctrl-C as a terminal delivers it: a job started in the background (nohup, `&` without job control,
+# some CI runners) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 scoring = fit._predict
 
 def interrupted(*args, **kwargs):
