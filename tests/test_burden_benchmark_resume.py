@@ -7,18 +7,9 @@ again, or the report mixes the new card's rates with the old model's tiles.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "burden.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("burden_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_support import benchmark_script
 
 
 def test_only_records_made_the_same_way_are_reused(tmp_path):
@@ -30,7 +21,7 @@ def test_only_records_made_the_same_way_are_reused(tmp_path):
              {"block": 4, "seed": 4, **a, "upsample": "bicubic"},            # other mosaics
              {"block": 8, "seed": 5, "model_sha256": "a" * 64, "truth": 3}]  # before records said how
     records.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    module = _module()
+    module = benchmark_script("burden")
     assert list(module.finished(records, a)) == [(4, 1)]
     assert list(module.finished(records, {**a, "model_sha256": "b" * 64})) == [(4, 2)]
     assert module.finished(records, {**a, "model_sha256": "c" * 64}) == {}
@@ -38,6 +29,6 @@ def test_only_records_made_the_same_way_are_reused(tmp_path):
 
 
 def test_each_model_and_upsampling_scans_into_its_own_folder(tmp_path):
-    work = _module().model_work
+    work = benchmark_script("burden").model_work
     folders = {work(tmp_path, sha, up) for sha in ("a" * 64, "b" * 64) for up in ("nearest", "bicubic")}
     assert len(folders) == 4 and all(f.parent == tmp_path for f in folders)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "int8_choice.py"
+from script_support import benchmark_script
 
 
 @pytest.fixture(scope="module")
-def choose():
-    spec = importlib.util.spec_from_file_location("int8_choice", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.choose
+def int8_choice():
+    return benchmark_script("int8_choice")
+
+
+@pytest.fixture(scope="module")
+def choose(int8_choice):
+    return int8_choice.choose
 
 
 def row(name, shift, auc, accepted=True):
@@ -39,16 +37,13 @@ def test_no_candidate_when_every_file_fails(choose):
     assert choose([row("float32", 0.9, 0.9), row("ptq", 0.8, 0.9, accepted=False)]) is None
 
 
-def test_a_candidate_row_names_the_converted_file_inside_its_folder(tmp_path):
-    spec = importlib.util.spec_from_file_location("int8_choice_rows", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_a_candidate_row_names_the_converted_file_inside_its_folder(tmp_path, int8_choice):
     folder = tmp_path / "runs" / "ptq"
     conversion = {"source_model": {"file": "best.h5", "sha256": "ab" * 32},
                   "files": [{"format": "int8", "file": "edge_pcam_int8.tflite", "accepted": True,
                              "parity": {"converted": {"accuracy": 0.86, "auc": 0.93},
                                         "keras": {"accuracy": 0.87, "auc": 0.94}}}]}
-    got = module.candidate_row("ptq", tmp_path / "best.h5", conversion, folder)
+    got = int8_choice.candidate_row("ptq", tmp_path / "best.h5", conversion, folder)
     assert got["file"] == str(folder / "edge_pcam_int8.tflite")  # where convert wrote it, not the bare name
     assert (got["valid_accuracy"], got["keras_accuracy"], got["accepted"]) == (0.86, 0.87, True)
     assert got["source_sha256"] == "ab" * 32  # what ties the shipped file to the candidate the rule chose
