@@ -21,6 +21,7 @@ from edge_pcam.runtime.constants import PCAM_MPP
 PLAUSIBLE_MPP = (0.05, 20.0)  # µm per pixel a brightfield scan can have
 LEVEL_TOLERANCE = 0.05  # a level up to 5% coarser than asked is still used (then upsampled)
 WHITE = 255
+ENLARGE_FILTER = Image.Resampling.NEAREST  # for a level coarser than asked (see Slide.read_scaled)
 PROBE = 256  # side of the region each level's probe decodes
 
 
@@ -102,7 +103,10 @@ class Slide(ABC):
         region = self.read_region_image(level, ix0, iy0, math.ceil(bx1) - ix0, math.ceil(by1) - iy0)
         # Shrinking averages the pixels each output pixel covers, as a scanner's pyramid (and so PCam's
         # patches) is made; a bilinear shrink blurs more, and lowered the model's recall (benchmarks/burden.py).
-        resample = Image.BOX if ratio > 1 else Image.BILINEAR
+        # Enlarging (a level up to LEVEL_TOLERANCE coarser, as a 40x scan's 1.0 µm/px level) repeats the
+        # nearest pixel: interpolating at fractional offsets softens every tile, and a 3% bilinear
+        # enlargement lowered the model's sensitivity by 7 points on valid patches (benchmarks/resample.py).
+        resample = Image.BOX if ratio > 1 else ENLARGE_FILTER
         image = region.resize((width, height), resample, box=(bx0 - ix0, by0 - iy0, bx1 - ix0, by1 - iy0))
         return np.asarray(image)
 

@@ -11,7 +11,7 @@ from edge_pcam.errors import DataError
 from edge_pcam.runtime.constants import PCAM_MPP
 from edge_pcam.runtime.slide import open_slide
 from edge_pcam.runtime.synthetic_slide import GLASS, write_synthetic_slide
-from edge_pcam.runtime.tissue import saturation, tile_maximum, tissue_tiles
+from edge_pcam.runtime.tissue import saturation, sharpness, tile_maximum, tissue_tiles
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,23 @@ def test_read_scaled_uses_an_exact_level_as_it_is_and_resamples_otherwise(small_
         whole = np.asarray(Image.fromarray(level2).resize((w, h), Image.BOX, box=(0, 0, w * ratio, h * ratio)))
         part = slide.read_scaled(1.5, 150, 100, 120, 90)
         assert np.abs(part.astype(int) - whole[100:190, 150:270]).mean() < 1
+
+
+def test_a_slightly_coarser_level_is_enlarged_by_repeating_pixels_not_softened(tmp_path):
+    """A level up to 5% coarser than asked (a 40x scan's 1.0 µm/px level for PCam's 0.972) is enlarged
+    with the nearest pixel: interpolating at fractional offsets softens every tile and lowered the
+    model's sensitivity (benchmarks/results/resample.md)."""
+    texture = np.random.default_rng(5).integers(0, 256, (400, 400, 3), np.uint8)
+    path = tmp_path / "texture.png"
+    Image.fromarray(texture).save(path)
+    with open_slide(path, mpp=1.0) as slide:
+        assert slide.best_level(PCAM_MPP) == 0  # 1.0 is within the tolerance: enlarged, not refused
+        tile = slide.read_scaled(PCAM_MPP, 50, 60, 96, 96)
+    window = texture[55:160, 45:150].reshape(-1, 3)  # the source pixels the tile can come from
+    colours = {tuple(c) for c in window}
+    from_source = np.mean([tuple(c) in colours for c in tile.reshape(-1, 3)])
+    assert from_source == 1.0  # an interpolated colour is almost never one of the noise's colours
+    assert sharpness(tile[None])[0] >= 0.9 * sharpness(texture[60:156, 50:146][None])[0]
 
 
 def test_thumbnail_in_blocks_equals_one_read(small_slide):
