@@ -55,6 +55,7 @@ from edge_pcam.runtime.burden import (  # noqa: E402
 from edge_pcam.runtime.regions import (  # noqa: E402
     find_regions, neighbourhood_mean, region_mask, regions_from_mask, size_category)
 from edge_pcam.runtime.scan.findings import tile_weight  # noqa: E402
+from edge_pcam.runtime.tissue import PCAM_SHARPNESS_MEDIAN, SOFT_SLIDE_RATIO  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SIZES = (0, 4, 8, 12, 16)
@@ -71,6 +72,7 @@ ESTIMATORS = ("raw count at decision", "mean probability", "ACC at decision", "A
               "mixture ML (chosen)", ORACLE)
 REGION_RULES = ("tiles >= threshold", "3x3 mean of P >= threshold", "chosen without support rule", "chosen")
 TARGETS = {"burden_error_points": 2.0, "coverage": 0.90, "diameter_relative_error": 0.40}
+RECORD_VERSION = 2  # records hold the soft-slide flag (older ones are scanned again: the scans resume)
 LEFT_OUT = ("ink", "blur")  # QC reasons that take tissue away (the mosaics hold no glass)
 
 
@@ -175,6 +177,7 @@ def analyse(scan_dir: Path, labels: np.ndarray, block: int, card: dict[str, Any]
             "tiles": int(kept.sum()), "excluded_tiles": excluded,
             "estimates": estimates, "largest_region_mm": largest, "category": result.category,
             "region_count": result.region_count, "raw_counts": result.raw_counts, "bins": per_class,
+            "median_sharpness": result.qc["sharpness"]["median"], "soft": result.qc["sharpness"]["soft"],
             "scan_seconds": report.timing.wall_seconds}
 
 
@@ -238,7 +241,8 @@ def run(args: argparse.Namespace, model_path: Path) -> list[dict[str, Any]]:
     work = model_work(args.work, model_sha256, args.upsample)
     work.mkdir(parents=True, exist_ok=True)
     records_file = work / "records.jsonl"
-    made_with = {"model_sha256": model_sha256, "data": str(Path(args.data).resolve()), "upsample": args.upsample}
+    made_with = {"model_sha256": model_sha256, "data": str(Path(args.data).resolve()), "upsample": args.upsample,
+                 "record_version": RECORD_VERSION}
     done = finished(records_file, made_with)
     records = []
     jobs = [(block, args.seed + 1000 * size_index + i) for size_index, block in enumerate(SIZES)
@@ -326,6 +330,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                               "category_right": int(sum(right)),
                               "categories": {c: categories.count(c) for c in sorted(set(categories))}}
         sizes[str(block)] = {"mosaics": len(rows), "truth_burden_mean": float(truth.mean()),
+                             "soft_warnings": int(sum(r["soft"] for r in rows)),
+                             "median_sharpness": float(np.median([r["median_sharpness"] for r in rows])),
                              "true_diameter_mm": true_d, "true_category": rows[0]["truth"]["category"],
                              "tiles_mean": float(np.mean([r["tiles"] for r in rows])),
                              "estimators": per_estimator, "regions": per_rule}
@@ -408,7 +414,13 @@ def markdown(result: dict[str, Any]) -> str:
     ex = s["excluded_tiles"]
     lines += ["", f"Tissue QC of the scan on these real patches: of {s['tiles_total']:,} tiles over tissue, "
               + ", ".join(f"{v} left out as {k}" for k, v in ex.items())
-              + " (counted in neither the burden nor its truth).", "",
+              + " (counted in neither the burden nor its truth).",
+              "", "Soft-slide warning (the scan's median tile sharpness below "
+              f"{SOFT_SLIDE_RATIO:.0%} of PCam's validation patches' {PCAM_SHARPNESS_MEDIAN:g}; "
+              "benchmarks/results/softness.md), scans warned per planted size (median of their median "
+              "sharpness): " + ", ".join(f"{b}x{b} {row['soft_warnings']} of {row['mosaics']} "
+                                        f"({row['median_sharpness']:.2f})" for b, row in s["sizes"].items())
+              + ".", "",
               f"Regenerate: `python benchmarks/burden.py --per-size {result['per_size']} --seed {result['seed']} "
               f"--upsample {result['upsample']}{result['results_option']}` "
               f"({result['created']}; {result['minutes']:.0f} min of building, scanning and analysing mosaics "

@@ -310,3 +310,28 @@ def test_what_a_scan_tells_you_quotes_the_burden_figures():
 
 
 ORACLE = "mixture ML, rates of the other mosaics' tiles (oracle)"
+
+
+def test_the_scan_sections_quote_the_softness_report():
+    """The enlargement filter's cost in sensitivity and where the soft-slide line falls (softness.json)."""
+    from edge_pcam.runtime.tissue import SOFT_SLIDE_RATIO
+    soft = _json("benchmarks/results/softness.json")
+    rows = soft["rows"]
+    text = re.sub(r"\s+", " ", README)
+    m = re.search(r"a bilinear enlargement of 3% softened every tile and lowered the model's sensitivity from "
+                  r"([\d.]+) to ([\d.]+) on valid patches", text)
+    assert m, "README no longer quotes the enlargement filter's evidence as this test reads it: update it"
+    assert_shown(m.group(1), rows["unchanged"]["sensitivity"])
+    assert_shown(m.group(2), rows["enlarged, bilinear"]["sensitivity"])
+    assert soft["scan_enlarges_with"] == "nearest"
+    m = re.search(r"below (\d+)% of it, warns.*?every kind the warning catches shifts a 25% burden by ([\d.]+) "
+                  r"points or more, and every milder one it lets pass by ([\d.]+) or less", text)
+    assert m, "README no longer quotes the soft-slide line as this test reads it: update it"
+    assert_shown(m.group(1), SOFT_SLIDE_RATIO, 100)
+    line = soft["soft_slide_ratio"] * soft["pcam_sharpness_median"]
+    caught = [abs(r["burden_bias"]["0.25"]) for r in rows.values() if r["median_sharpness"] < line]
+    passed = [abs(r["burden_bias"]["0.25"]) for name, r in rows.items()
+              if name != "unchanged" and r["median_sharpness"] >= line]
+    assert caught and passed
+    assert_shown(m.group(2), min(caught))
+    assert_shown(m.group(3), max(passed))

@@ -178,6 +178,11 @@ def mixture_mle(counts: np.ndarray, tumour: np.ndarray, normal: np.ndarray) -> n
     return np.where(at_zero <= 0, 0.0, np.where(at_one >= 0, 1.0, (low + high) / 2))
 
 
+def bin_rates(bin_counts: np.ndarray) -> np.ndarray:
+    """Each bin's share of the counts (last axis), with the Jeffreys half count added to every bin."""
+    return (bin_counts + HALF_COUNT) / (bin_counts.sum(-1, keepdims=True) + HALF_COUNT * bin_counts.shape[-1])
+
+
 def estimate_burden(probabilities: np.ndarray, oc: OperatingCharacteristics, *, tile_weight: float = 1.0,
                     replicates: int = REPLICATES, seed: int = SEED) -> BurdenEstimate:
     """Burden of the tiles' `probabilities` (tissue tiles only) from the card's operating characteristics.
@@ -192,17 +197,14 @@ def estimate_burden(probabilities: np.ndarray, oc: OperatingCharacteristics, *, 
     counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1).astype(np.float64)
     pos, neg = oc.bin_counts()
 
-    def rates(bin_counts: np.ndarray) -> np.ndarray:
-        return (bin_counts + HALF_COUNT) / (bin_counts.sum(-1, keepdims=True) + HALF_COUNT * bin_counts.shape[-1])
-
-    tumour, normal = rates(pos), rates(neg)
+    tumour, normal = bin_rates(pos), bin_rates(neg)
     burden = float(mixture_mle(counts, tumour, normal))
 
     rng = np.random.default_rng(seed)
     effective = max(1, int(round(len(values) * min(1.0, tile_weight))))
-    slide = rng.multinomial(effective, rates(counts), size=replicates).astype(np.float64)
-    tumour_r = rates(rng.multinomial(oc.n_positive, tumour, size=replicates).astype(np.float64))
-    normal_r = rates(rng.multinomial(oc.n_negative, normal, size=replicates).astype(np.float64))
+    slide = rng.multinomial(effective, bin_rates(counts), size=replicates).astype(np.float64)
+    tumour_r = bin_rates(rng.multinomial(oc.n_positive, tumour, size=replicates).astype(np.float64))
+    normal_r = bin_rates(rng.multinomial(oc.n_negative, normal, size=replicates).astype(np.float64))
     draws = mixture_mle(slide, tumour_r, normal_r)
     tail = (1 - LEVEL) / 2
     low, high = np.quantile(draws, [tail, 1 - tail])

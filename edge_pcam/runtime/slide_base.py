@@ -105,7 +105,7 @@ class Slide(ABC):
         # patches) is made; a bilinear shrink blurs more, and lowered the model's recall (benchmarks/burden.py).
         # Enlarging (a level up to LEVEL_TOLERANCE coarser, as a 40x scan's 1.0 µm/px level) repeats the
         # nearest pixel: interpolating at fractional offsets softens every tile, and a 3% bilinear
-        # enlargement lowered the model's sensitivity by 7 points on valid patches (benchmarks/resample.py).
+        # enlargement lowered the model's sensitivity by 7 points on valid patches (benchmarks/softness.py).
         resample = Image.BOX if ratio > 1 else ENLARGE_FILTER
         image = region.resize((width, height), resample, box=(bx0 - ix0, by0 - iy0, bx1 - ix0, by1 - iy0))
         return np.asarray(image)

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_pcam.runtime.burden import OperatingCharacteristics, estimate_burden, raw_counts
 from edge_pcam.runtime.regions import Region, find_regions, size_category
-from edge_pcam.runtime.tissue import SATURATION_THRESHOLD, TissueQC
+from edge_pcam.runtime.tissue import PCAM_SHARPNESS_MEDIAN, SATURATION_THRESHOLD, SOFT_SLIDE_RATIO, TissueQC
 
 RESEARCH_USE = "research use only"
 CATEGORY_WORDS = {"itc": "isolated tumour cells size", "micromet": "micrometastasis size",
@@ -26,6 +26,16 @@ NO_RATES = ("the model file stores no operating characteristics (made before the
             "own labelled patches (`edge-pcam upgrade` from the counts an older card holds)")
 NO_TISSUE = (f"no tissue found: no tile reaches HSV saturation {SATURATION_THRESHOLD} outside pen ink, or quality "
              "control left every one out; burden 0, category negative")
+
+SOFT_NOTE = "softer than the model's validation images: likely underestimated"
+
+
+def soft_warning(median: float) -> str:
+    """The warning for a slide whose tiles' median sharpness is `median` (below the soft line)."""
+    return (f"the tissue is softer than the images the model was validated on (median tile sharpness "
+            f"{median:.2f}, {median / PCAM_SHARPNESS_MEDIAN:.0%} of PCam's validation patches'; below {SOFT_SLIDE_RATIO:.0%} "
+            "the model's sensitivity falls, benchmarks/results/softness.md): the burden may be underestimated "
+            "and small regions missed; check the scanner's focus, and calibrate on this lab's slides")
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,8 @@ def slide_result(probabilities: np.ndarray, qc: TissueQC, oc: OperatingCharacter
     else:
         estimate = estimate_burden(values, oc, tile_weight=tile_weight)
         burden, ci, method = estimate.burden, estimate.ci, estimate.method
+    if qc.soft:
+        warnings.append(soft_warning(qc.median_sharpness))
     regions = find_regions(grid, decision, origin, tile_level0, stride_level0, mpp_level0)
     largest = regions[0].diameter_mm if regions else 0.0
     return SlideResult(burden, ci, method, largest, float(sum(r.area_mm2 for r in regions)), len(regions),
@@ -114,5 +126,6 @@ def summary_line(result: SlideResult) -> str:
                   f"{decision['fraction']:.1%} of tissue tiles at P >= {decision['threshold']:g}")
     else:
         low, high = result.burden_ci
-        burden = f"tumour burden {result.burden:.1%} (95% CI {100 * low:.1f}\u2013{100 * high:.1f}%)"
+        soft = f"; {SOFT_NOTE}" if (result.qc.get("sharpness") or {}).get("soft") else ""
+        burden = f"tumour burden {result.burden:.1%} (95% CI {100 * low:.1f}\u2013{100 * high:.1f}%{soft})"
     return f"{region}; {burden}; {RESEARCH_USE}"

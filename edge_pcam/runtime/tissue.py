@@ -25,6 +25,14 @@ was never shown, each tile getting one reason (`REASONS`):
   any variation (empty glass at the tissue's edge that the thumbnail's
   coarser pixels took for tissue) is background, not blur.
 
+Softness of the whole slide. Tiles far softer than BLUR_RATIO's defocus
+still pass, but the model's rates move long before: a Gaussian blur of a
+quarter pixel lowers its sensitivity and biases the burden (the shift
+benchmark's blur row; benchmarks/results/softness.md). So the median
+sharpness of the tiles that pass is compared with that of PCam's validation
+patches (PCAM_SHARPNESS_MEDIAN); below SOFT_SLIDE_RATIO of it the slide is
+`soft` and the scan warns that the burden may be underestimated.
+
 `thumbnail_reasons` needs only the thumbnail the scan reads for its tissue
 mask; `blurred` takes the tiles as they are classified; `TissueQC` holds the
 per-tile reasons and reports the excluded area per reason in mm^2.
@@ -47,6 +55,8 @@ RED_HUE_REACH = 15.0  # degrees either side of 0
 RED_SATURATION = 0.65
 DARK_VALUE = 0.2  # of 1: black ink and debris
 BLUR_RATIO = 0.03
+PCAM_SHARPNESS_MEDIAN = 6.64  # median sharpness of PCam's 3,000 valid patches (benchmarks/softness.py)
+SOFT_SLIDE_RATIO = 0.8  # of PCAM_SHARPNESS_MEDIAN: below it the model's sensitivity falls (softness.md)
 GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma
 SHARPNESS_CHUNK = 8  # tiles measured at a time: their float copies stay in cache (64 at once: half the speed)
 
@@ -169,6 +179,21 @@ class TissueQC:
 
     reasons: np.ndarray
     cell_mm2: float  # (stride x µm/px of the scan / 1000)^2
+    sharpness: np.ndarray | None = None  # (rows, cols) measured sharpness, NaN where not measured
+
+    @property
+    def median_sharpness(self) -> float | None:
+        """Median sharpness of the tiles that pass QC (None before any was measured)."""
+        if self.sharpness is None:
+            return None
+        values = self.sharpness[self.tissue & np.isfinite(self.sharpness)]
+        return float(np.median(values)) if len(values) else None
+
+    @property
+    def soft(self) -> bool:
+        """The slide's tissue is softer than SOFT_SLIDE_RATIO of PCam's validation patches."""
+        median = self.median_sharpness
+        return median is not None and median < SOFT_SLIDE_RATIO * PCAM_SHARPNESS_MEDIAN
 
     @property
     def tissue(self) -> np.ndarray:
@@ -181,19 +206,22 @@ class TissueQC:
 
     def with_blur(self, cells: np.ndarray) -> TissueQC:
         """A copy where the tissue tiles marked in the boolean grid `cells` are out of focus."""
-        return TissueQC(np.where(cells & self.tissue, BLUR, self.reasons).astype(np.uint8), self.cell_mm2)
+        return TissueQC(np.where(cells & self.tissue, BLUR, self.reasons).astype(np.uint8), self.cell_mm2,
+                        self.sharpness)
 
     def with_sharpness(self, values: np.ndarray) -> TissueQC:
         """A copy with the tiles' measured `sharpness` (a (rows, cols) grid, NaN where not measured) applied:
         tissue tiles below BLUR_RATIO are out of focus, except those without any variation (sharpness 0:
         empty glass the thumbnail took for tissue at the tissue's edge), which are background."""
         flat = (values == 0) & self.tissue
-        qc = TissueQC(np.where(flat, BACKGROUND, self.reasons).astype(np.uint8), self.cell_mm2)
+        qc = TissueQC(np.where(flat, BACKGROUND, self.reasons).astype(np.uint8), self.cell_mm2, values)
         return qc.with_blur(values < BLUR_RATIO)
 
     def as_dict(self) -> dict[str, Any]:
         return {"tissue_mm2": float(self.tissue.sum() * self.cell_mm2), "excluded_mm2": self.excluded_mm2(),
                 "tissue_tiles": int(self.tissue.sum()),
+                "sharpness": {"median": self.median_sharpness, "pcam_median": PCAM_SHARPNESS_MEDIAN,
+                              "soft_below": SOFT_SLIDE_RATIO * PCAM_SHARPNESS_MEDIAN, "soft": self.soft},
                 "rules": {"background": f"no pixel at HSV saturation >= {SATURATION_THRESHOLD} (PCam's rule)",
                           "ink": f">= {INK_FRACTION:.0%} of the tile's thumbnail pixels blue, green, red or black ink",
                           "blur": f"Laplacian variance / grey variance < {BLUR_RATIO} at scan scale"}}

@@ -40,7 +40,8 @@ LAYOUT = {
 TOP_TILE_KEYS = ["rank", "row", "col", "probability", "x", "y", "size", "centre", "image", "gradcam"]
 REGION_KEYS = ["outline", "holes", "centroid", "diameter_mm", "area_mm2", "mean_probability", "max_probability",
                "tiles", "category"]
-QC_KEYS = ["tissue_mm2", "excluded_mm2", "tissue_tiles", "rules"]
+QC_KEYS = ["tissue_mm2", "excluded_mm2", "tissue_tiles", "sharpness", "rules"]
+SHARPNESS_KEYS = ["median", "pcam_median", "soft_below", "soft"]
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,7 @@ def test_scan_json_keeps_its_layout(scanned):
     assert result["region_count"] == len(result["regions"]) >= 1
     assert [list(region) for region in result["regions"]] == [REGION_KEYS] * result["region_count"]
     assert list(result["qc"]) == QC_KEYS and list(result["qc"]["excluded_mm2"]) == ["background", "ink", "blur"]
+    assert list(result["qc"]["sharpness"]) == SHARPNESS_KEYS
     assert data["intended_use"].startswith("research use only") and result["intended_use"] == "research use only"
 
 

@@ -70,7 +70,7 @@ def test_read_scaled_uses_an_exact_level_as_it_is_and_resamples_otherwise(small_
 def test_a_slightly_coarser_level_is_enlarged_by_repeating_pixels_not_softened(tmp_path):
     """A level up to 5% coarser than asked (a 40x scan's 1.0 µm/px level for PCam's 0.972) is enlarged
     with the nearest pixel: interpolating at fractional offsets softens every tile and lowered the
-    model's sensitivity (benchmarks/results/resample.md)."""
+    model's sensitivity (benchmarks/results/softness.md)."""
     texture = np.random.default_rng(5).integers(0, 256, (400, 400, 3), np.uint8)
     path = tmp_path / "texture.png"
     Image.fromarray(texture).save(path)

@@ -88,3 +88,16 @@ def test_negative_slide_line():
     result = slide_result(p, qc, card_rates(), THRESHOLDS, *GEOMETRY)
     assert result.category == "negative" and result.burden == 0.0
     assert summary_line(result).startswith("no suspicious region; tumour burden 0.0% (95% CI 0.0\u2013")
+
+
+def test_a_soft_slide_warns_that_its_burden_may_be_underestimated():
+    """Tiles softer than PCam's (median sharpness below 80% of 6.64) move the model's rates: the result
+    says so in its warnings and in the one line, and a sharp slide gets neither."""
+    p, qc = slide()
+    soft = slide_result(p, qc.with_sharpness(np.where(qc.tissue, 3.0, np.nan)), card_rates(), THRESHOLDS, *GEOMETRY)
+    sharp = slide_result(p, qc.with_sharpness(np.where(qc.tissue, 7.0, np.nan)), card_rates(), THRESHOLDS, *GEOMETRY)
+    assert [w for w in soft.warnings if "softer than the images the model was validated on" in w]
+    assert "median tile sharpness 3.00, 45% of PCam's" in " ".join(soft.warnings)
+    assert "likely underestimated" in summary_line(soft)
+    assert not sharp.warnings and "underestimated" not in summary_line(sharp)
+    assert soft.burden == sharp.burden  # a warning, not a correction

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image, ImageFilter
 
 from edge_pcam.runtime.datasets.synthetic import open_synthetic, paint_tissue
-from edge_pcam.runtime.tissue import (BACKGROUND, BLUR, BLUR_RATIO, INK, TISSUE, TissueQC, blurred, hue, ink_pixels,
-                                      sharpness, thumbnail_reasons, tissue_tiles)
+from edge_pcam.runtime.tissue import (BACKGROUND, BLUR, BLUR_RATIO, INK, PCAM_SHARPNESS_MEDIAN, TISSUE, TissueQC, blurred,
+                                      hue, ink_pixels, sharpness, thumbnail_reasons, tissue_tiles)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 GLASS = (243, 241, 245)
@@ -213,3 +213,26 @@ def test_ink_and_blur_leave_the_burden_within_a_point_and_are_reported(tmp_path,
     unchecked = scan_slide(marked, tmp_path / "unchecked", model).report
     assert unchecked.tiles.tissue > reports["clean"]["tiles"]["tissue"] + 20
     assert abs(unchecked.slide_result.burden - before["burden"]) > 0.01
+
+
+def test_a_slide_is_soft_by_the_median_sharpness_of_the_tiles_that_pass():
+    """Soft below 80% of PCam's median (6.64 * 0.8 = 5.312); background, blurred and unmeasured tiles
+    do not count."""
+    reasons = np.array([[TISSUE, TISSUE, TISSUE, TISSUE, BACKGROUND]], np.uint8)
+    soft = TissueQC(reasons, 0.01).with_sharpness(np.array([[1.0, 2.0, 3.0, 100.0, 100.0]]))
+    assert soft.median_sharpness == pytest.approx(2.5) and soft.soft  # of 1, 2, 3 and 100
+    assert soft.as_dict()["sharpness"] == {"median": pytest.approx(2.5), "pcam_median": 6.64,
+                                           "soft_below": pytest.approx(5.312), "soft": True}
+    sharp = TissueQC(reasons, 0.01).with_sharpness(np.array([[0.01, 0.01, 7.0, np.nan, 1.0]]))
+    assert sharp.median_sharpness == pytest.approx(7.0) and not sharp.soft  # two blurred, one not measured
+    line = TissueQC(reasons, 0.01).with_sharpness(np.array([[5.2, 5.2, 5.4, 5.4, 0.0]]))
+    assert line.median_sharpness == pytest.approx(5.3) and line.soft  # just below 5.312
+    assert TissueQC(reasons, 0.01).median_sharpness is None and not TissueQC(reasons, 0.01).soft
+
+
+def test_pcam_sharpness_median_is_the_valid_splits(subset_dir):
+    """The reference a slide is compared with is the median sharpness of PCam's valid patches."""
+    from edge_pcam.runtime.datasets import open_dataset
+    part = open_dataset(str(subset_dir)).split("valid")
+    median = float(np.median(sharpness(part.read(np.arange(len(part))))))
+    assert median == pytest.approx(PCAM_SHARPNESS_MEDIAN, rel=0.01)
