@@ -25,7 +25,10 @@ square's diagonal) and Camelyon17 class.
 Compared, on the same scans: burden estimators (the raw count at the decision threshold, the mean
 probability, adjusted classify-and-count at one stored threshold, the mixture maximum likelihood over
 all stored thresholds) and region rules (tiles above the threshold, a 3x3 mean of P, the module's rule
-with and without its support rule).
+with and without its support rule). Each scan's soft-slide warning is counted. A last section
+simulates how much of the outcome is chance: mosaics laid out as these (`mosaic_layout`), each patch
+with its mean probability over the scans, show how often one mosaic misses each target and how often
+a whole run meets it with this model.
 
 Mosaics are derived from real patches: they stay in --work (default runs/burden-benchmark, not in git)
 and are deleted once analysed unless --keep. Results: benchmarks/results/burden.{json,md}.
@@ -51,7 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edge_pcam.runtime.burden import (  # noqa: E402
-    OperatingCharacteristics, estimate_burden, mixture_mle)
+    OperatingCharacteristics, bin_rates, estimate_burden, mixture_mle)
 from edge_pcam.runtime.regions import (  # noqa: E402
     find_regions, neighbourhood_mean, region_mask, regions_from_mask, size_category)
 from edge_pcam.runtime.scan.findings import tile_weight  # noqa: E402
@@ -72,6 +75,7 @@ ESTIMATORS = ("raw count at decision", "mean probability", "ACC at decision", "A
               "mixture ML (chosen)", ORACLE)
 REGION_RULES = ("tiles >= threshold", "3x3 mean of P >= threshold", "chosen without support rule", "chosen")
 TARGETS = {"burden_error_points": 2.0, "coverage": 0.90, "diameter_relative_error": 0.40}
+CHANCE_MOSAICS = 1000  # simulated mosaics per planted size (chance_of_targets)
 RECORD_VERSION = 2  # records hold the soft-slide flag (older ones are scanned again: the scans resume)
 LEFT_OUT = ("ink", "blur")  # QC reasons that take tissue away (the mosaics hold no glass)
 
@@ -84,10 +88,10 @@ def default_data() -> Path:
     return next((p for p in found if p.is_dir()), REPO.parent / "shared" / "data" / "pcam-subset")
 
 
-def build_mosaic(split: Any, normal: np.ndarray, tumour: np.ndarray, block: int, rng: np.random.Generator,
-                 upsample: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
-    """(level-0 RGB image, (GRID, GRID) labels): random normal patches, a block x block tumour square,
-    each patch upsampled UPSAMPLE times by `upsample` (a key of UPSAMPLING)."""
+def mosaic_layout(normal: np.ndarray, tumour: np.ndarray, block: int, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """((GRID, GRID) labels, the split's patch index of each tile in reading order): a block x block
+    tumour square at a random place, random distinct patches of each class."""
     labels = np.zeros((GRID, GRID), np.uint8)
     if block:
         r, c = rng.integers(0, GRID - block + 1, size=2)
@@ -96,6 +100,14 @@ def build_mosaic(split: Any, normal: np.ndarray, tumour: np.ndarray, block: int,
     flat = labels.reshape(-1).astype(bool)
     order[~flat] = rng.choice(normal, int((~flat).sum()), replace=False)
     order[flat] = rng.choice(tumour, int(flat.sum()), replace=False)
+    return labels, order
+
+
+def build_mosaic(split: Any, normal: np.ndarray, tumour: np.ndarray, block: int, rng: np.random.Generator,
+                 upsample: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
+    """(level-0 RGB image, (GRID, GRID) labels): random normal patches, a block x block tumour square,
+    each patch upsampled UPSAMPLE times by `upsample` (a key of UPSAMPLING)."""
+    labels, order = mosaic_layout(normal, tumour, block, rng)
     patches = split.read(order)
     side = PATCH * UPSAMPLE
     image = np.empty((GRID * side, GRID * side, 3), np.uint8)
@@ -300,6 +312,52 @@ def add_oracle(records: list[dict[str, Any]]) -> None:
         r["estimates"][ORACLE] = {"burden": float(mixture_mle(counts, t / t.sum(), n / n.sum()))}
 
 
+def chance_of_targets(scans: Path, records: list[dict[str, Any]], oc: OperatingCharacteristics, decision: float,
+                      classes: tuple[np.ndarray, np.ndarray], per_size: int, seed: int) -> dict[str, Any]:
+    """How often one mosaic misses each target by chance, and how often a run of `per_size` mosaics per
+    size meets it, with the model as it is: simulated mosaics laid out as the benchmark's (`mosaic_layout`:
+    distinct patches of the valid split, `classes` = its normal and tumour indices), each patch taking its
+    mean probability over this run's scans, estimated with the card's rates and measured with the scan's
+    region rule."""
+    total, seen = np.zeros(max(map(np.max, classes)) + 1), np.zeros(max(map(np.max, classes)) + 1)
+    for r in records:  # each tile's patch, from the mosaic's seed as build_mosaic drew it
+        grid = np.load(scans / f"grid_{r['block']}_{r['seed']}.npz")["probabilities"].reshape(-1)
+        order = mosaic_layout(*classes, r["block"], np.random.default_rng(r["seed"]))[1]
+        kept = np.isfinite(grid)
+        np.add.at(total, order[kept], grid[kept])
+        np.add.at(seen, order[kept], 1)
+    probability = np.divide(total, seen, out=np.full_like(total, np.nan), where=seen > 0)
+    normal, tumour = (idx[seen[idx] > 0] for idx in classes)  # the patches the scans classified
+    tumour_rate, normal_rate = (bin_rates(counts) for counts in oc.bin_counts())
+    tile0 = PATCH * UPSAMPLE  # level-0 pixels of one tile
+
+    def origin(row: int, col: int) -> tuple[float, float]:
+        return (col * tile0, row * tile0)
+
+    rng = np.random.default_rng(seed)
+    sizes = {}
+    for block in SIZES:
+        truth, true_d = block * block / GRID ** 2, block * math.sqrt(2) * tile0 * SLIDE_MPP / 1000
+        misses = {"burden": 0, "diameter": 0, "category": 0}
+        for _ in range(CHANCE_MOSAICS):
+            labels, order = mosaic_layout(normal, tumour, block, rng)
+            grid = probability[order].reshape(labels.shape)
+            counts = np.bincount(np.searchsorted(oc.thresholds, grid.ravel(), side="right"),
+                                 minlength=len(oc.points) + 1).astype(np.float64)
+            error = float(mixture_mle(counts, tumour_rate, normal_rate)) - truth
+            regions = find_regions(grid, decision, origin, tile0, tile0, SLIDE_MPP)
+            diameter = regions[0].diameter_mm if regions else 0.0
+            category = size_category(diameter)
+            misses["burden"] += 100 * abs(error) > TARGETS["burden_error_points"]
+            misses["diameter"] += bool(block) and abs(diameter - true_d) > TARGETS["diameter_relative_error"] * true_d
+            misses["category"] += not (category == size_category(true_d) or (block == 0 and category == "itc"))
+        sizes[str(block)] = {name: count / CHANCE_MOSAICS for name, count in misses.items()}
+    run_meets = {name: float(np.prod([(1 - size[name]) ** per_size for size in sizes.values()]))
+                 for name in ("burden", "diameter", "category")}
+    return {"mosaics_per_size": CHANCE_MOSAICS, "per_size": per_size, "tumour_patches": int(len(tumour)),
+            "normal_patches": int(len(normal)), "sizes": sizes, "run_meets": run_meets}
+
+
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per planted size: estimator errors and coverage, region diameters and categories."""
     add_oracle(records)
@@ -411,6 +469,21 @@ def markdown(result: dict[str, Any]) -> str:
               "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {name} | {p['threshold']:.4g} | {p['card_tpr']:.3f} | {p['scanned_tpr']:.3f} | "
               f"{p['card_fpr']:.4f} | {p['scanned_fpr']:.4f} |" for name, p in rates["points"].items()]
+    chance = s["chance"]
+    labels = {"burden": "burden error beyond ±2 points", "diameter": "largest region's diameter off by more than 40%",
+              "category": "category wrong"}
+    lines += ["", "## How much of the outcome is chance", "",
+              f"{chance['mosaics_per_size']:,} simulated mosaics per size, laid out as the benchmark's (distinct "
+              f"random patches, {chance['tumour_patches']:,} tumour and {chance['normal_patches']:,} normal), each "
+              "patch taking its mean probability over this run's scans, estimated with the card's rates and "
+              "measured with the scan's region rule: how often one mosaic misses each target by chance, and the "
+              f"chance that a run of {chance['per_size']} mosaics per size meets it with this model (no mosaic "
+              "missing it at any size).",
+              "", "| one mosaic misses: | " + " | ".join(f"{b}x{b}" for b in chance["sizes"])
+              + f" | a run of {chance['per_size']} per size meets the target |",
+              "|---|" + "---:|" * (len(chance["sizes"]) + 1)]
+    lines += [f"| {text} | " + " | ".join(f"{size[name]:.1%}" for size in chance["sizes"].values())
+              + f" | {chance['run_meets'][name]:.0%} |" for name, text in labels.items()]
     ex = s["excluded_tiles"]
     lines += ["", f"Tissue QC of the scan on these real patches: of {s['tiles_total']:,} tiles over tissue, "
               + ", ".join(f"{v} left out as {k}" for k, v in ex.items())
@@ -462,6 +535,11 @@ def main() -> None:
     summary = summarise(records)
     summary["rates"] = scanned_rates(records, oc)
     scans = model_work(args.work, records[0]["model_sha256"], args.upsample)
+    from edge_pcam.runtime.datasets.spec import open_dataset
+    labels = open_dataset(str(args.data)).split("valid").labels
+    classes = (np.nonzero(labels == 0)[0], np.nonzero(labels == 1)[0])
+    summary["chance"] = chance_of_targets(scans, records, oc, model.thresholds.get("decision", 0.5), classes,
+                                          args.per_size, args.seed)
     first = json.loads((scans / f"scan_{records[0]['block']}_{records[0]['seed']}" / "scan.json").read_text())
     runtime = f"{first['model']['runtime']} {first['model']['runtime_version']}, {first['model']['threads']} threads"
     result = {"machine": describe_machine(), "runtime": runtime, "data": args.data.name,

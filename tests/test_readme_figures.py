@@ -335,3 +335,37 @@ def test_the_scan_sections_quote_the_softness_report():
     assert caught and passed
     assert_shown(m.group(2), min(caught))
     assert_shown(m.group(3), max(passed))
+
+
+def test_what_a_scan_tells_you_quotes_the_chance_and_the_soft_warnings():
+    """The share of the outcome that is chance (the burden report's simulation) and the soft-slide warnings
+    of the nearest and bicubic runs."""
+    nearest = _json("benchmarks/results/burden.json")["summary"]
+    bicubic = _json("benchmarks/results/burden-bicubic/burden.json")["summary"]
+    text = re.sub(r"\s+", " ", README.split("## What a scan tells you", 1)[1].split("\n## ", 1)[0])
+    m = re.search(r"probabilities for these patches, ([\d.]+)% of 16 × 16 mosaics miss the 2-point goal and "
+                  r"([\d.]+)% of 4 × 4 blocks are not found, so a run of (\d+) mosaics per size meets the "
+                  r"worst-error goal with a chance of (\d+)% and the category goal with (\d+)%", text)
+    assert m, "README no longer quotes the burden report's chance section as this test reads it: update it"
+    chance = nearest["chance"]
+    assert_shown(m.group(1), chance["sizes"]["16"]["burden"], 100)
+    assert_shown(m.group(2), chance["sizes"]["4"]["category"], 100)
+    assert int(m.group(3)) == chance["per_size"]
+    assert_shown(m.group(4), chance["run_meets"]["burden"], 100)
+    assert_shown(m.group(5), chance["run_meets"]["category"], 100)
+    assert "no estimator the report compares keeps its worst error within 2 points at every size" in text
+    assert all(any(abs(size["estimators"][name]["worst_error_points"]) > 2 for size in nearest["sizes"].values())
+               for name in next(iter(nearest["sizes"].values()))["estimators"])
+    m = re.search(r"every one of the (\d+) bicubic scans warned that the slide is soft \(median tile sharpness "
+                  r"([\d.]+) to ([\d.]+) per planted size, below the line of ([\d.]+)\), and none of the (\d+) "
+                  r"nearest ones did \(([\d.]+) to ([\d.]+)\)", text)
+    assert m, "README no longer quotes the soft-slide warnings of the burden runs as this test reads it: update it"
+    for summary, count, low, high in ((bicubic, 1, 2, 3), (nearest, 5, 6, 7)):
+        sizes = summary["sizes"].values()
+        assert int(m.group(count)) == sum(s["mosaics"] for s in sizes)
+        assert_shown(m.group(low), min(s["median_sharpness"] for s in sizes))
+        assert_shown(m.group(high), max(s["median_sharpness"] for s in sizes))
+    assert all(s["soft_warnings"] == s["mosaics"] for s in bicubic["sizes"].values())
+    assert all(s["soft_warnings"] == 0 for s in nearest["sizes"].values())
+    from edge_pcam.runtime.tissue import PCAM_SHARPNESS_MEDIAN, SOFT_SLIDE_RATIO
+    assert_shown(m.group(4), PCAM_SHARPNESS_MEDIAN * SOFT_SLIDE_RATIO)
