@@ -40,7 +40,9 @@ def _cards() -> list[tuple[str, dict]]:
         broken.append((words, card))
     extra = copy.deepcopy(read_metadata(INT8))
     extra["calibration"] = {"data": "x", "n": 3}  # lacks before/after/original
-    return good + broken + [("calibration incomplete", extra),
+    sharp = copy.deepcopy(read_metadata(INT8))
+    sharp["operating_characteristics"]["median_sharpness"] = 4.2  # as calibrate writes it
+    return good + broken + [("calibration incomplete", extra), ("median sharpness is fine", sharp),
                             ("v1 without integrity", {**read_metadata(LEGACY_INT8)}),
                             ("companion without outputs is fine", {**read_metadata(INT8), "format": "gradcam",
                                                                    "thresholds": {}})]

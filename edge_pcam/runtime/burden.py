@@ -77,6 +77,7 @@ class OperatingCharacteristics:
     n_positive: int
     n_negative: int
     points: tuple[OperatingPoint, ...]  # sorted by threshold
+    median_sharpness: float | None = None  # of the labelled patches (None: not stored)
 
     @classmethod
     def from_card(cls, card: Mapping[str, Any]) -> OperatingCharacteristics | None:
@@ -88,8 +89,10 @@ class OperatingCharacteristics:
             points = tuple(sorted((OperatingPoint(name, float(p["threshold"]), int(p["tp"]), int(p["fn"]),
                                                   int(p["fp"]), int(p["tn"]))
                                    for name, p in block["points"].items()), key=lambda p: p.threshold))
+            sharp = block.get("median_sharpness")
             oc = cls(str(block.get("split", "")), str(block.get("description", "")),
-                     int(block["n_positive"]), int(block["n_negative"]), points)
+                     int(block["n_positive"]), int(block["n_negative"]), points,
+                     None if sharp is None else float(sharp))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFileError(f"the model card's operating_characteristics is malformed ({exc!r})") from None
         oc.check()
@@ -113,7 +116,8 @@ class OperatingCharacteristics:
         points = tuple(p for p in self.points if p.name in names)
         if len(points) != len(names):
             raise KeyError(f"no operating point {sorted(set(names) - {p.name for p in points})}")
-        return OperatingCharacteristics(self.split, self.description, self.n_positive, self.n_negative, points)
+        return OperatingCharacteristics(self.split, self.description, self.n_positive, self.n_negative, points,
+                                        self.median_sharpness)
 
     @property
     def thresholds(self) -> np.ndarray:

@@ -35,6 +35,7 @@ from edge_pcam.runtime.metadata import (SCHEMA_VERSION, atomic_write_bytes, meta
                                         with_metadata)
 from edge_pcam.runtime.metrics import (HIGH_SPECIFICITY, TRIAGE_SENSITIVITY, binary_metrics, choose_thresholds,
                                        roc_curve)
+from edge_pcam.runtime.tissue import sharpness
 
 MIN_PER_CLASS = 20  # below this the thresholds are noise: calibrate refuses without --force
 OPERATING_POINTS = ("decision", "triage", "high_specificity")
@@ -65,6 +66,7 @@ class CalibrationReport:
     before: dict[str, dict[str, float]] = field(default_factory=dict)
     after: dict[str, dict[str, float]] = field(default_factory=dict)
     runtime: str = ""
+    median_sharpness: float | None = None  # of the calibration patches: the reference for soft slides
 
 
 def read_labelled(spec: str, splits: list[str] | None) -> tuple[list[str], Any]:
@@ -95,7 +97,7 @@ def calibrate(model_path: str | os.PathLike, data: str, out: str | os.PathLike, 
     total = sum(len(p) for p in parts)
     if on_start:
         on_start(total)
-    labels, scores = _predict(model, parts, progress)
+    labels, scores, sharp = _predict(model, parts, progress)
     counts = {"normal": int(np.sum(labels == 0)), "tumour": int(np.sum(labels == 1))}
     if min(counts.values()) == 0:
         raise DataError(f"{data}: calibration needs labelled patches of both classes (has {counts})")
@@ -106,24 +108,28 @@ def calibrate(model_path: str | os.PathLike, data: str, out: str | os.PathLike, 
     before = model.thresholds
     after = new_thresholds(labels, scores)
     report = CalibrationReport(str(src), str(out), data, names, int(len(labels)), counts, before, after,
-                               runtime=f"{model.runtime} {model.runtime_version}")
+                               runtime=f"{model.runtime} {model.runtime_version}",
+                               median_sharpness=float(np.median(sharp)))
     report.before = {k: binary_metrics(labels, scores, before[k]) for k in OPERATING_POINTS if k in before}
     report.after = {k: binary_metrics(labels, scores, after[k]) for k in OPERATING_POINTS}
     _write(model, src, out, report)
     return report
 
 
-def _predict(model: PatchModel, parts, progress) -> tuple[np.ndarray, np.ndarray]:
-    labels, scores = [], []
+def _predict(model: PatchModel, parts, progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, P(tumour) and sharpness of every patch."""
+    labels, scores, sharp = [], [], []
     for part in parts:
         for images, y, _ in part.batches(64):
             scores.append(model.predict(images))
+            sharp.append(sharpness(images))
             labels.append(y)
             if progress:
                 progress(len(y))
     if not labels:
         raise DataError("no labelled patches to calibrate on")
-    return np.concatenate(labels).astype(np.uint8), np.concatenate(scores).astype(np.float64)
+    return (np.concatenate(labels).astype(np.uint8), np.concatenate(scores).astype(np.float64),
+            np.concatenate(sharp))
 
 
 def _write(model: PatchModel, src: Path, out: Path, report: CalibrationReport) -> None:
@@ -135,7 +141,7 @@ def _write(model: PatchModel, src: Path, out: Path, report: CalibrationReport) -
     new["metrics"] = report.after
     new["operating_characteristics"] = operating_characteristics(
         report.after, "calibration", f"{report.data} ({', '.join(report.splits)}), {report.n:,} labelled patches, "
-        f"measured with {report.runtime}; thresholds chosen on the same patches")
+        f"measured with {report.runtime}; thresholds chosen on the same patches", report.median_sharpness)
     new["calibration"] = {
         "data": report.data, "splits": report.splits, "n": report.n, "counts": report.counts,
         "runtime": report.runtime, "rule": {"decision": "max Youden J", "triage": f"sensitivity >= {TRIAGE_SENSITIVITY}",

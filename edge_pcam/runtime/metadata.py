@@ -117,13 +117,18 @@ def with_metadata(data: bytes, meta: dict[str, Any], files: dict[str, bytes] | N
     return buf.getvalue()
 
 
-def operating_characteristics(points: dict[str, dict[str, Any]], split: str, description: str) -> dict[str, Any]:
-    """The counts behind each operating point (binary_metrics at the stored thresholds), as the card keeps them."""
+def operating_characteristics(points: dict[str, dict[str, Any]], split: str, description: str,
+                              median_sharpness: float | None = None) -> dict[str, Any]:
+    """The counts behind each operating point (binary_metrics at the stored thresholds), as the card keeps them,
+    and the median sharpness of the patches they were measured on when given."""
     first = next(iter(points.values()))
-    return {"split": split, "description": description,
-            "n_positive": int(first["tp"] + first["fn"]), "n_negative": int(first["fp"] + first["tn"]),
-            "points": {name: {"threshold": float(m["threshold"]), **{k: int(m[k]) for k in ("tp", "fn", "fp", "tn")}}
-                       for name, m in points.items()}}
+    block = {"split": split, "description": description,
+             "n_positive": int(first["tp"] + first["fn"]), "n_negative": int(first["fp"] + first["tn"]),
+             "points": {name: {"threshold": float(m["threshold"]), **{k: int(m[k]) for k in ("tp", "fn", "fp", "tn")}}
+                        for name, m in points.items()}}
+    if median_sharpness is not None:
+        block["median_sharpness"] = float(median_sharpness)
+    return block
 
 
 def verify_integrity(data: bytes, meta: dict[str, Any], name: str = "model") -> str:

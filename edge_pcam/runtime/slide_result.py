@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_pcam.runtime.burden import OperatingCharacteristics, estimate_burden, raw_counts
 from edge_pcam.runtime.regions import Region, find_regions, size_category
-from edge_pcam.runtime.tissue import PCAM_SHARPNESS_MEDIAN, SATURATION_THRESHOLD, SOFT_SLIDE_RATIO, TissueQC
+from edge_pcam.runtime.tissue import SATURATION_THRESHOLD, SOFT_SLIDE_RATIO, TissueQC
 
 RESEARCH_USE = "research use only"
 CATEGORY_WORDS = {"itc": "isolated tumour cells size", "micromet": "micrometastasis size",
@@ -27,15 +27,17 @@ NO_RATES = ("the model file stores no operating characteristics (made before the
 NO_TISSUE = (f"no tissue found: no tile reaches HSV saturation {SATURATION_THRESHOLD} outside pen ink, or quality "
              "control left every one out; burden 0, category negative")
 
-SOFT_NOTE = "softer than the model's validation images: likely underestimated"
+SOFT_NOTE = "slide softer than the images the model's rates come from: likely underestimated"
 
 
-def soft_warning(median: float) -> str:
-    """The warning for a slide whose tiles' median sharpness is `median` (below the soft line)."""
-    return (f"the tissue is softer than the images the model was validated on (median tile sharpness "
-            f"{median:.2f}, {median / PCAM_SHARPNESS_MEDIAN:.0%} of PCam's validation patches'; below {SOFT_SLIDE_RATIO:.0%} "
-            "the model's sensitivity falls, benchmarks/results/softness.md): the burden may be underestimated "
-            "and small regions missed; check the scanner's focus, and calibrate on this lab's slides")
+def soft_warning(softness: Mapping[str, Any], calibrated: bool) -> str:
+    """The warning for a slide `TissueQC.softness` calls soft; `calibrated`: the reference is the lab's patches."""
+    patches = "this lab's calibration patches" if calibrated else "PCam's validation patches"
+    return (f"the tissue is softer than the images the model's rates were measured on (median tile sharpness "
+            f"{softness['median']:.2f}, {softness['median'] / softness['reference']:.0%} of {patches}'; below "
+            f"{SOFT_SLIDE_RATIO:.0%} the model's sensitivity falls, benchmarks/results/softness.md): the burden may "
+            "be underestimated and small regions missed; check the scanner's focus"
+            + ("" if calibrated else ", and calibrate on this lab's slides"))
 
 
 @dataclass(frozen=True)
@@ -104,12 +106,14 @@ def slide_result(probabilities: np.ndarray, qc: TissueQC, oc: OperatingCharacter
     else:
         estimate = estimate_burden(values, oc, tile_weight=tile_weight)
         burden, ci, method = estimate.burden, estimate.ci, estimate.method
-    if qc.soft:
-        warnings.append(soft_warning(qc.median_sharpness))
+    reference = oc.median_sharpness if oc is not None else None
+    softness = qc.softness(reference)
+    if softness["soft"]:
+        warnings.append(soft_warning(softness, calibrated=reference is not None))
     regions = find_regions(grid, decision, origin, tile_level0, stride_level0, mpp_level0)
     largest = regions[0].diameter_mm if regions else 0.0
     return SlideResult(burden, ci, method, largest, float(sum(r.area_mm2 for r in regions)), len(regions),
-                       size_category(largest), regions, counts, qc.as_dict(), warnings)
+                       size_category(largest), regions, counts, qc.as_dict(reference), warnings)
 
 
 def summary_line(result: SlideResult) -> str:

@@ -30,8 +30,10 @@ still pass, but the model's rates move long before: a Gaussian blur of a
 quarter pixel lowers its sensitivity and biases the burden (the shift
 benchmark's blur row; benchmarks/results/softness.md). So the median
 sharpness of the tiles that pass is compared with that of PCam's validation
-patches (PCAM_SHARPNESS_MEDIAN); below SOFT_SLIDE_RATIO of it the slide is
-`soft` and the scan warns that the burden may be underestimated.
+patches (PCAM_SHARPNESS_MEDIAN), or with that of a lab's own patches where
+`edge-pcam calibrate` stored it with the rates it measured on them; below
+SOFT_SLIDE_RATIO of it the slide is soft and the scan warns that the burden
+may be underestimated.
 
 `thumbnail_reasons` needs only the thumbnail the scan reads for its tissue
 mask; `blurred` takes the tiles as they are classified; `TissueQC` holds the
@@ -189,11 +191,12 @@ class TissueQC:
         values = self.sharpness[self.tissue & np.isfinite(self.sharpness)]
         return float(np.median(values)) if len(values) else None
 
-    @property
-    def soft(self) -> bool:
-        """The slide's tissue is softer than SOFT_SLIDE_RATIO of PCam's validation patches."""
-        median = self.median_sharpness
-        return median is not None and median < SOFT_SLIDE_RATIO * PCAM_SHARPNESS_MEDIAN
+    def softness(self, reference: float | None = None) -> dict[str, Any]:
+        """The slide's median sharpness against `reference`, the median of the patches the model's rates
+        were measured on (None: PCam's validation patches); soft below SOFT_SLIDE_RATIO of it."""
+        median, reference = self.median_sharpness, reference or PCAM_SHARPNESS_MEDIAN
+        return {"median": median, "reference": reference, "soft_below": SOFT_SLIDE_RATIO * reference,
+                "soft": median is not None and median < SOFT_SLIDE_RATIO * reference}
 
     @property
     def tissue(self) -> np.ndarray:
@@ -217,11 +220,10 @@ class TissueQC:
         qc = TissueQC(np.where(flat, BACKGROUND, self.reasons).astype(np.uint8), self.cell_mm2, values)
         return qc.with_blur(values < BLUR_RATIO)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, reference_sharpness: float | None = None) -> dict[str, Any]:
+        """The QC as JSON; `reference_sharpness` as `softness`."""
         return {"tissue_mm2": float(self.tissue.sum() * self.cell_mm2), "excluded_mm2": self.excluded_mm2(),
-                "tissue_tiles": int(self.tissue.sum()),
-                "sharpness": {"median": self.median_sharpness, "pcam_median": PCAM_SHARPNESS_MEDIAN,
-                              "soft_below": SOFT_SLIDE_RATIO * PCAM_SHARPNESS_MEDIAN, "soft": self.soft},
+                "tissue_tiles": int(self.tissue.sum()), "sharpness": self.softness(reference_sharpness),
                 "rules": {"background": f"no pixel at HSV saturation >= {SATURATION_THRESHOLD} (PCam's rule)",
                           "ink": f">= {INK_FRACTION:.0%} of the tile's thumbnail pixels blue, green, red or black ink",
                           "blur": f"Laplacian variance / grey variance < {BLUR_RATIO} at scan scale"}}

@@ -13,10 +13,12 @@ import pytest
 from threshold_checks import assert_high_specificity, assert_triage, recall_at, specificity_at
 
 from edge_pcam.errors import DataError, EdgePcamError
+from edge_pcam.runtime.burden import OperatingCharacteristics
 from edge_pcam.runtime.calibrate import calibrate, new_thresholds, youden_threshold
 from edge_pcam.runtime.datasets import open_dataset
 from edge_pcam.runtime.interpreter import load_model
 from edge_pcam.runtime.metadata import model_bytes, read_metadata, sha256_file
+from edge_pcam.runtime.tissue import sharpness
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 INT8 = FIXTURES / "models" / "tiny_int8.tflite"
@@ -78,6 +80,10 @@ def test_calibrate_writes_a_copy_with_new_thresholds(tmp_path):
         assert oc["points"][name] == pytest.approx({
             "threshold": cut, "tp": int(np.sum(called & (labels == 1))), "fn": int(np.sum(~called & (labels == 1))),
             "fp": int(np.sum(called & (labels == 0))), "tn": int(np.sum(~called & (labels == 0)))})
+    # the lab's patches' median sharpness: what a scan calls a slide soft against from now on
+    patches = np.concatenate([s.read(np.arange(len(s))) for s in ds.splits.values()])
+    assert oc["median_sharpness"] == pytest.approx(float(np.median(sharpness(patches))))
+    assert OperatingCharacteristics.from_card(meta).median_sharpness == oc["median_sharpness"]
     assert model_bytes(out.read_bytes()) == model_bytes(original.read_bytes())
     # the copy loads, labels with its new threshold, and finds its companion (copied beside it)
     copy = load_model(out)

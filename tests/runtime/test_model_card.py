@@ -37,6 +37,8 @@ BROKEN = [
     (lambda c: c["operating_characteristics"]["points"]["decision"].update(tp=-1),
      "operating_characteristics.points.decision.tp: -1 is below the minimum 0"),
     (lambda c: c["operating_characteristics"].update(split="test"), "operating_characteristics.split"),
+    (lambda c: c["operating_characteristics"].update(median_sharpness=0),
+     "operating_characteristics.median_sharpness: 0 must be greater than 0"),
     (lambda c: c.update(batch=0), "batch: 0 is below the minimum 1"),
     (lambda c: c.update(labels=["tumour"]), "labels: fewer than 2 items"),
     (lambda c: c.update(provenanse={}), "(card): unknown key 'provenanse'"),

@@ -41,7 +41,7 @@ TOP_TILE_KEYS = ["rank", "row", "col", "probability", "x", "y", "size", "centre"
 REGION_KEYS = ["outline", "holes", "centroid", "diameter_mm", "area_mm2", "mean_probability", "max_probability",
                "tiles", "category"]
 QC_KEYS = ["tissue_mm2", "excluded_mm2", "tissue_tiles", "sharpness", "rules"]
-SHARPNESS_KEYS = ["median", "pcam_median", "soft_below", "soft"]
+SHARPNESS_KEYS = ["median", "reference", "soft_below", "soft"]
 
 
 @pytest.fixture(scope="module")

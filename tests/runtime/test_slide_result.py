@@ -3,6 +3,7 @@ and the one line a person reads."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -96,8 +97,20 @@ def test_a_soft_slide_warns_that_its_burden_may_be_underestimated():
     p, qc = slide()
     soft = slide_result(p, qc.with_sharpness(np.where(qc.tissue, 3.0, np.nan)), card_rates(), THRESHOLDS, *GEOMETRY)
     sharp = slide_result(p, qc.with_sharpness(np.where(qc.tissue, 7.0, np.nan)), card_rates(), THRESHOLDS, *GEOMETRY)
-    assert [w for w in soft.warnings if "softer than the images the model was validated on" in w]
-    assert "median tile sharpness 3.00, 45% of PCam's" in " ".join(soft.warnings)
+    assert [w for w in soft.warnings if "softer than the images the model's rates were measured on" in w]
+    assert "median tile sharpness 3.00, 45% of PCam's validation patches'" in " ".join(soft.warnings)
     assert "likely underestimated" in summary_line(soft)
     assert not sharp.warnings and "underestimated" not in summary_line(sharp)
     assert soft.burden == sharp.burden  # a warning, not a correction
+
+
+def test_a_calibrated_card_judges_softness_against_the_labs_own_patches():
+    """After `edge-pcam calibrate` on a lab's (softer) patches, their median sharpness is the reference: the
+    lab's slides like them are not soft any more, and softer ones still are."""
+    p, qc = slide()
+    lab = dataclasses.replace(card_rates(), median_sharpness=3.2)
+    like_the_lab = slide_result(p, qc.with_sharpness(np.where(qc.tissue, 3.0, np.nan)), lab, THRESHOLDS, *GEOMETRY)
+    softer = slide_result(p, qc.with_sharpness(np.where(qc.tissue, 2.0, np.nan)), lab, THRESHOLDS, *GEOMETRY)
+    assert not like_the_lab.warnings and like_the_lab.qc["sharpness"]["reference"] == 3.2
+    assert "2.00, 62% of this lab's calibration patches'" in " ".join(softer.warnings)
+    assert "calibrate on this lab's slides" not in " ".join(softer.warnings)  # it has been

@@ -220,14 +220,18 @@ def test_a_slide_is_soft_by_the_median_sharpness_of_the_tiles_that_pass():
     do not count."""
     reasons = np.array([[TISSUE, TISSUE, TISSUE, TISSUE, BACKGROUND]], np.uint8)
     soft = TissueQC(reasons, 0.01).with_sharpness(np.array([[1.0, 2.0, 3.0, 100.0, 100.0]]))
-    assert soft.median_sharpness == pytest.approx(2.5) and soft.soft  # of 1, 2, 3 and 100
-    assert soft.as_dict()["sharpness"] == {"median": pytest.approx(2.5), "pcam_median": 6.64,
-                                           "soft_below": pytest.approx(5.312), "soft": True}
+    assert soft.median_sharpness == pytest.approx(2.5)  # of 1, 2, 3 and 100
+    assert soft.as_dict()["sharpness"] == soft.softness() == {
+        "median": pytest.approx(2.5), "reference": 6.64, "soft_below": pytest.approx(5.312), "soft": True}
     sharp = TissueQC(reasons, 0.01).with_sharpness(np.array([[0.01, 0.01, 7.0, np.nan, 1.0]]))
-    assert sharp.median_sharpness == pytest.approx(7.0) and not sharp.soft  # two blurred, one not measured
+    assert sharp.median_sharpness == pytest.approx(7.0)  # two blurred, one not measured
+    assert not sharp.softness()["soft"]
     line = TissueQC(reasons, 0.01).with_sharpness(np.array([[5.2, 5.2, 5.4, 5.4, 0.0]]))
-    assert line.median_sharpness == pytest.approx(5.3) and line.soft  # just below 5.312
-    assert TissueQC(reasons, 0.01).median_sharpness is None and not TissueQC(reasons, 0.01).soft
+    assert line.median_sharpness == pytest.approx(5.3) and line.softness()["soft"]  # just below 5.312
+    assert TissueQC(reasons, 0.01).median_sharpness is None and not TissueQC(reasons, 0.01).softness()["soft"]
+    # Against a lab's own patches (calibrate stores their median): 2.5 is not soft next to 3.0, and is next to 4.
+    assert not soft.softness(3.0)["soft"] and soft.softness(4.0) == {
+        "median": pytest.approx(2.5), "reference": 4.0, "soft_below": pytest.approx(3.2), "soft": True}
 
 
 def test_pcam_sharpness_median_is_the_valid_splits(subset_dir):
