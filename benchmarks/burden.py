@@ -358,6 +358,12 @@ def chance_of_targets(scans: Path, records: list[dict[str, Any]], oc: OperatingC
             "normal_patches": int(len(normal)), "sizes": sizes, "run_meets": run_meets}
 
 
+def median_or_none(values: list[float | None]) -> float | None:
+    """Median of the values that are not None (a scan with no tissue measures no sharpness)."""
+    kept = [v for v in values if v is not None]
+    return float(np.median(kept)) if kept else None
+
+
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per planted size: estimator errors and coverage, region diameters and categories."""
     add_oracle(records)
@@ -389,7 +395,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                               "categories": {c: categories.count(c) for c in sorted(set(categories))}}
         sizes[str(block)] = {"mosaics": len(rows), "truth_burden_mean": float(truth.mean()),
                              "soft_warnings": int(sum(r["soft"] for r in rows)),
-                             "median_sharpness": float(np.median([r["median_sharpness"] for r in rows])),
+                             "median_sharpness": median_or_none([r["median_sharpness"] for r in rows]),
                              "true_diameter_mm": true_d, "true_category": rows[0]["truth"]["category"],
                              "tiles_mean": float(np.mean([r["tiles"] for r in rows])),
                              "estimators": per_estimator, "regions": per_rule}
@@ -418,6 +424,9 @@ def markdown(result: dict[str, Any]) -> str:
     from edge_pcam.runtime.machine import summary_line
 
     s, card = result["summary"], result["model"]
+    reference = s["sharpness_reference"]
+    sharpness = {b: "no tissue" if row["median_sharpness"] is None else f"{row['median_sharpness']:.2f}"
+                 for b, row in s["sizes"].items()}
     lines = ["# Tumour burden, regions and size class against a planted truth", "",
              f"Machine: {summary_line(result['machine'])}. Runtime: {result['runtime']}.", "",
              f"Model: `{card['file']}` ({card['format']}, sha256 {card['sha256'][:12]}…); "
@@ -489,10 +498,10 @@ def markdown(result: dict[str, Any]) -> str:
               + ", ".join(f"{v} left out as {k}" for k, v in ex.items())
               + " (counted in neither the burden nor its truth).",
               "", "Soft-slide warning (the scan's median tile sharpness below "
-              f"{SOFT_SLIDE_RATIO:.0%} of PCam's validation patches' {PCAM_SHARPNESS_MEDIAN:g}; "
+              f"{SOFT_SLIDE_RATIO:.0%} of {reference['patches']} {reference['median']:g}; "
               "benchmarks/results/softness.md), scans warned per planted size (median of their median "
-              "sharpness): " + ", ".join(f"{b}x{b} {row['soft_warnings']} of {row['mosaics']} "
-                                        f"({row['median_sharpness']:.2f})" for b, row in s["sizes"].items())
+              "sharpness): " + ", ".join(f"{b}x{b} {row['soft_warnings']} of {row['mosaics']} ({sharpness[b]})"
+                                        for b, row in s["sizes"].items())
               + ".", "",
               f"Regenerate: `python benchmarks/burden.py --per-size {result['per_size']} --seed {result['seed']} "
               f"--upsample {result['upsample']}{result['results_option']}` "
@@ -534,6 +543,9 @@ def main() -> None:
     oc = OperatingCharacteristics.from_card(model.metadata)
     summary = summarise(records)
     summary["rates"] = scanned_rates(records, oc)
+    summary["sharpness_reference"] = {  # what the scans judged softness against (TissueQC.softness)
+        "patches": "this card's calibration patches'", "median": oc.median_sharpness} if oc and oc.median_sharpness \
+        else {"patches": "PCam's validation patches'", "median": PCAM_SHARPNESS_MEDIAN}
     scans = model_work(args.work, records[0]["model_sha256"], args.upsample)
     from edge_pcam.runtime.datasets.spec import open_dataset
     labels = open_dataset(str(args.data)).split("valid").labels

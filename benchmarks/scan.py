@@ -349,17 +349,25 @@ def budget_lines(result: dict) -> list[str]:
     rows = result["rows"]
     per_batch = "; ".join(f"batch {r['batch']}: {r['raw_cpu_ms_per_tile'] * allowance:.2f} allowed, "
                           f"{r['scan_cpu_ms_per_tile'] - r['raw_cpu_ms_per_tile']:.2f} added" for r in rows)
-    within = all(reading <= r["raw_cpu_ms_per_tile"] * allowance for r in rows)
+    allowed = {r["batch"]: r["raw_cpu_ms_per_tile"] * allowance for r in rows}
+    over = [b for b, a in allowed.items() if reading > a]
+    within = [b for b in allowed if b not in over]
+    words = []
+    if over:
+        words.append(f"more than the allowance of batch {' and '.join(map(str, over))} on its own "
+                     f"({', '.join(f'{allowed[b]:.3f}' for b in over)}), so there no arrangement of the loop "
+                     "meets the goal while the interpreter fills every core")
+    if within:
+        words.append(f"within the allowance of batch {' and '.join(map(str, within))} "
+                     f"({', '.join(f'{allowed[b]:.3f}' for b in within)}), leaving "
+                     f"{', '.join(f'{allowed[b] - reading:.3f}' for b in within)} for everything else")
     return [f"Budget (CPU ms per tile): at {GOAL:.0%} of the raw interpreter's tiles/s where it fills every core, "
             f"the scan may add {allowance:.1%} of the raw CPU per tile ({per_batch}). Its reading thread alone "
             f"({result['scan_reader']}, the profile below) costs {reading:.3f}, of which decoding {c['decode']:.3f} "
             f"and resampling {c['resample']:.3f} are the JPEG codec's and Pillow's compiled code: "
-            + ("within the budget." if within else
-               "more than the budget on its own, so no arrangement of the loop meets the goal while the "
-               "interpreter fills every core. Where it leaves a core idle (fewer threads than cores, an Edge TPU) "
-               "the reading runs there.")
-            + " The rest of what the scan adds is the reading thread and the interpreter's threads slowing each "
-              "other when they share the cores and caches."]
+            + "; ".join(words) + ". Where the interpreter leaves a core idle (fewer threads than cores, an Edge TPU) "
+            "the reading runs there. The rest of what the scan adds is the reading thread and the interpreter's "
+            "threads slowing each other when they share the cores and caches."]
 
 
 def markdown(result: dict) -> str:

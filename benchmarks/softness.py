@@ -47,7 +47,7 @@ from edge_pcam.runtime.machine import describe_machine, package_versions, summar
 from edge_pcam.runtime.metadata import sha256_file  # noqa: E402
 from edge_pcam.runtime.metrics import binary_metrics  # noqa: E402
 from edge_pcam.runtime.slide_base import ENLARGE_FILTER  # noqa: E402
-from edge_pcam.runtime.tissue import PCAM_SHARPNESS_MEDIAN, SOFT_SLIDE_RATIO, sharpness  # noqa: E402
+from edge_pcam.runtime.tissue import PCAM_SHARPNESS_MEDIAN, SOFT_SLIDE_RATIO, median_in_focus, sharpness  # noqa: E402
 
 COARSE = 93  # pixels of a 96-pixel PCam patch at a level of about 1.0 µm/px
 FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
@@ -109,7 +109,7 @@ def run(data: str) -> dict:
             x = images
         probs = np.concatenate([model.predict(x[i:i + 256]) for i in range(0, len(x), 256)])
         point = binary_metrics(labels, probs, threshold)
-        rows[name] = {"median_sharpness": float(np.median(sharpness(x))), "sensitivity": point["recall"],
+        rows[name] = {"median_sharpness": median_in_focus(sharpness(x)), "sensitivity": point["recall"],
                       "specificity": point["specificity"], "accuracy": point["accuracy"], "auc": point["auc"],
                       "burden_bias": burden_bias(probs, labels, oc),
                       "ms_per_tile": cost_ms_per_tile(how) if kind == "enlarge" else None}

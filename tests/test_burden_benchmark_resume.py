@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from script_support import benchmark_script
 
 
@@ -55,3 +57,46 @@ def test_the_chance_simulation_lays_out_mosaics_as_they_were_built():
     shown = image[side // 2::side, side // 2::side, 0].reshape(-1)  # each tile's centre: its patch index
     assert np.array_equal(shown, again_order)
     assert labels.sum() == 9 and set(again_order[labels.reshape(-1) == 1]) <= set(tumour)
+
+
+def test_the_chance_simulation_counts_misses_against_a_known_truth(tmp_path):
+    """A model that tells every patch right misses nothing; one that calls every tumour patch normal finds
+    no block (every non-empty category wrong) and misses the burden by the planted share: by 1.6 points at
+    4 x 4 (within the 2-point goal), by 6.25 or more at 8 x 8 and larger."""
+    import numpy as np
+
+    from edge_pcam.runtime.burden import OperatingCharacteristics
+    module = benchmark_script("burden")
+    module.CHANCE_MOSAICS = 20
+    normal, tumour = np.arange(1100), np.arange(1100, 1400)
+    points = {"decision": {"threshold": 0.5, "tp": 10000, "fn": 0, "fp": 0, "tn": 10000}}
+    oc = OperatingCharacteristics.from_card({"operating_characteristics": {
+        "split": "valid", "description": "perfect", "n_positive": 10000, "n_negative": 10000, "points": points}})
+    for name, tumour_p, burden, category in (("right", 1.0, [0] * 5, [0] * 5),
+                                             ("blind", 0.0, [0, 0, 1, 1, 1], [0, 1, 1, 1, 1])):
+        scans = tmp_path / name
+        scans.mkdir()
+        p = np.where(np.arange(1400) >= 1100, tumour_p, 0.0)
+        records = []
+        for block, seed in ((0, 1), (16, 2)):  # two scanned mosaics: the patches they hold get a probability
+            order = module.mosaic_layout(normal, tumour, block, np.random.default_rng(seed))[1]
+            np.savez(scans / f"grid_{block}_{seed}.npz", probabilities=p[order])
+            records.append({"block": block, "seed": seed})
+        chance = module.chance_of_targets(scans, records, oc, 0.5, (normal, tumour), 20, 3)
+        assert [chance["sizes"][str(b)]["burden"] for b in module.SIZES] == burden, name
+        assert [chance["sizes"][str(b)]["category"] for b in module.SIZES] == category, name
+        assert chance["run_meets"]["burden"] == (1.0 if name == "right" else 0.0)
+        assert chance["run_meets"]["category"] == (1.0 if name == "right" else 0.0)
+    # a model that finds two thirds of the tumour patches: some mosaics of a size miss, some do not, and a run
+    # of 20 per size meets a goal only when all 20 mosaics of every size do (independent mosaics)
+    p = np.where(np.arange(1400) >= 1100, (np.arange(1400) % 3 != 0).astype(float), 0.0)
+    scans = tmp_path / "third"
+    scans.mkdir()
+    for record in records:
+        order = module.mosaic_layout(normal, tumour, record["block"], np.random.default_rng(record["seed"]))[1]
+        np.savez(scans / f"grid_{record['block']}_{record['seed']}.npz", probabilities=p[order])
+    chance = module.chance_of_targets(scans, records, oc, 0.5, (normal, tumour), 20, 3)
+    assert 0 < chance["sizes"]["4"]["category"] < 1
+    for goal in ("burden", "category"):
+        assert chance["run_meets"][goal] == pytest.approx(
+            np.prod([(1 - size[goal]) ** 20 for size in chance["sizes"].values()]))

@@ -318,12 +318,16 @@ def test_the_scan_sections_quote_the_softness_report():
     soft = _json("benchmarks/results/softness.json")
     rows = soft["rows"]
     text = re.sub(r"\s+", " ", README)
-    m = re.search(r"a bilinear enlargement of 3% softened every tile and lowered the model's sensitivity from "
-                  r"([\d.]+) to ([\d.]+) on valid patches", text)
+    m = re.search(r"a bilinear enlargement of 3% brought the tiles' median sharpness to (\d+)% of the patches' and "
+                  r"lowered the model's sensitivity from ([\d.]+) to ([\d.]+) on valid patches", text)
     assert m, "README no longer quotes the enlargement filter's evidence as this test reads it: update it"
-    assert_shown(m.group(1), rows["unchanged"]["sensitivity"])
-    assert_shown(m.group(2), rows["enlarged, bilinear"]["sensitivity"])
+    assert_shown(m.group(1), rows["enlarged, bilinear"]["median_sharpness"] / rows["unchanged"]["median_sharpness"], 100)
+    assert_shown(m.group(2), rows["unchanged"]["sensitivity"])
+    assert_shown(m.group(3), rows["enlarged, bilinear"]["sensitivity"])
     assert soft["scan_enlarges_with"] == "nearest"
+    # the report's line is the scan's: its reference and ratio are the constants the scan uses
+    from edge_pcam.runtime.tissue import PCAM_SHARPNESS_MEDIAN
+    assert (soft["pcam_sharpness_median"], soft["soft_slide_ratio"]) == (PCAM_SHARPNESS_MEDIAN, SOFT_SLIDE_RATIO)
     m = re.search(r"below (\d+)% of it, warns.*?every kind the warning catches shifts a 25% burden by ([\d.]+) "
                   r"points or more, and every milder one it lets pass by ([\d.]+) or less", text)
     assert m, "README no longer quotes the soft-slide line as this test reads it: update it"
@@ -343,16 +347,21 @@ def test_what_a_scan_tells_you_quotes_the_chance_and_the_soft_warnings():
     nearest = _json("benchmarks/results/burden.json")["summary"]
     bicubic = _json("benchmarks/results/burden-bicubic/burden.json")["summary"]
     text = re.sub(r"\s+", " ", README.split("## What a scan tells you", 1)[1].split("\n## ", 1)[0])
-    m = re.search(r"probabilities for these patches, ([\d.]+)% of 16 × 16 mosaics miss the 2-point goal and "
-                  r"([\d.]+)% of 4 × 4 blocks are not found, so a run of (\d+) mosaics per size meets the "
+    m = re.search(r"probabilities for these patches, ([\d.]+)% of 16 × 16 mosaics miss the 2-point goal \(([\d.]+)% "
+                  r"of 12 × 12, ([\d.]+)% of 8 × 8\) and ([\d.]+)% of 4 × 4 blocks are not found \(([\d.]+)% of "
+                  r"16 × 16 ones fall a size class short\), so a run of (\d+) mosaics per size meets the "
                   r"worst-error goal with a chance of (\d+)% and the category goal with (\d+)%", text)
     assert m, "README no longer quotes the burden report's chance section as this test reads it: update it"
     chance = nearest["chance"]
-    assert_shown(m.group(1), chance["sizes"]["16"]["burden"], 100)
-    assert_shown(m.group(2), chance["sizes"]["4"]["category"], 100)
-    assert int(m.group(3)) == chance["per_size"]
-    assert_shown(m.group(4), chance["run_meets"]["burden"], 100)
-    assert_shown(m.group(5), chance["run_meets"]["category"], 100)
+    for group, size, goal in ((1, "16", "burden"), (2, "12", "burden"), (3, "8", "burden"), (4, "4", "category"),
+                              (5, "16", "category")):
+        assert_shown(m.group(group), chance["sizes"][size][goal], 100)
+    # the sizes quoted are all that miss: the run's chance is the product of the quoted sizes' shares
+    assert {(k, g) for k, v in chance["sizes"].items() for g in ("burden", "category") if v[g]} == {
+        ("16", "burden"), ("12", "burden"), ("8", "burden"), ("4", "category"), ("16", "category")}
+    assert int(m.group(6)) == chance["per_size"]
+    assert_shown(m.group(7), chance["run_meets"]["burden"], 100)
+    assert_shown(m.group(8), chance["run_meets"]["category"], 100)
     assert "no estimator the report compares keeps its worst error within 2 points at every size" in text
     assert all(any(abs(size["estimators"][name]["worst_error_points"]) > 2 for size in nearest["sizes"].values())
                for name in next(iter(nearest["sizes"].values()))["estimators"])

@@ -35,7 +35,7 @@ from edge_pcam.runtime.metadata import (SCHEMA_VERSION, atomic_write_bytes, meta
                                         with_metadata)
 from edge_pcam.runtime.metrics import (HIGH_SPECIFICITY, TRIAGE_SENSITIVITY, binary_metrics, choose_thresholds,
                                        roc_curve)
-from edge_pcam.runtime.tissue import sharpness
+from edge_pcam.runtime.tissue import median_in_focus, sharpness
 
 MIN_PER_CLASS = 20  # below this the thresholds are noise: calibrate refuses without --force
 OPERATING_POINTS = ("decision", "triage", "high_specificity")
@@ -109,7 +109,7 @@ def calibrate(model_path: str | os.PathLike, data: str, out: str | os.PathLike, 
     after = new_thresholds(labels, scores)
     report = CalibrationReport(str(src), str(out), data, names, int(len(labels)), counts, before, after,
                                runtime=f"{model.runtime} {model.runtime_version}",
-                               median_sharpness=float(np.median(sharp)))
+                               median_sharpness=median_in_focus(sharp))
     report.before = {k: binary_metrics(labels, scores, before[k]) for k in OPERATING_POINTS if k in before}
     report.after = {k: binary_metrics(labels, scores, after[k]) for k in OPERATING_POINTS}
     _write(model, src, out, report)

@@ -30,14 +30,21 @@ NO_TISSUE = (f"no tissue found: no tile reaches HSV saturation {SATURATION_THRES
 SOFT_NOTE = "slide softer than the images the model's rates come from: likely underestimated"
 
 
-def soft_warning(softness: Mapping[str, Any], calibrated: bool) -> str:
-    """The warning for a slide `TissueQC.softness` calls soft; `calibrated`: the reference is the lab's patches."""
+def soft_warning(softness: Mapping[str, Any], oc: OperatingCharacteristics | None) -> str:
+    """The warning for a slide `TissueQC.softness` calls soft, judged against `oc`'s patches where it stores
+    their sharpness, else PCam's validation patches."""
+    calibrated = oc is not None and oc.median_sharpness is not None
     patches = "this lab's calibration patches" if calibrated else "PCam's validation patches"
+    if calibrated:
+        advice = ""
+    elif oc is not None and oc.split == "calibration":  # calibrated by a version that did not store it
+        advice = ", and calibrate again with this version (it stores the lab's patches' sharpness)"
+    else:
+        advice = ", and calibrate on this lab's slides"
     return (f"the tissue is softer than the images the model's rates were measured on (median tile sharpness "
             f"{softness['median']:.2f}, {softness['median'] / softness['reference']:.0%} of {patches}'; below "
             f"{SOFT_SLIDE_RATIO:.0%} the model's sensitivity falls, benchmarks/results/softness.md): the burden may "
-            "be underestimated and small regions missed; check the scanner's focus"
-            + ("" if calibrated else ", and calibrate on this lab's slides"))
+            "be underestimated and small regions missed; check the scanner's focus" + advice)
 
 
 @dataclass(frozen=True)
@@ -98,18 +105,18 @@ def slide_result(probabilities: np.ndarray, qc: TissueQC, oc: OperatingCharacter
     decision = thresholds.get("decision", 0.5)
     counts = raw_counts(values, {"decision": decision, "high_specificity": thresholds.get("high_specificity")})
     warnings = []
+    reference = oc.median_sharpness if oc is not None else None
     if not len(values):
-        return SlideResult(0.0, None, None, 0.0, 0.0, 0, "negative", [], counts, qc.as_dict(), [NO_TISSUE])
+        return SlideResult(0.0, None, None, 0.0, 0.0, 0, "negative", [], counts, qc.as_dict(reference), [NO_TISSUE])
     burden = ci = method = None
     if oc is None:
         warnings.append(NO_RATES)
     else:
         estimate = estimate_burden(values, oc, tile_weight=tile_weight)
         burden, ci, method = estimate.burden, estimate.ci, estimate.method
-    reference = oc.median_sharpness if oc is not None else None
     softness = qc.softness(reference)
     if softness["soft"]:
-        warnings.append(soft_warning(softness, calibrated=reference is not None))
+        warnings.append(soft_warning(softness, oc))
     regions = find_regions(grid, decision, origin, tile_level0, stride_level0, mpp_level0)
     largest = regions[0].diameter_mm if regions else 0.0
     return SlideResult(burden, ci, method, largest, float(sum(r.area_mm2 for r in regions)), len(regions),
@@ -124,12 +131,12 @@ def summary_line(result: SlideResult) -> str:
         region = f"largest suspicious region {result.largest_region_mm:.2g} mm ({CATEGORY_WORDS[result.category]})"
     else:
         region = "no suspicious region"
+    soft = f"; {SOFT_NOTE}" if (result.qc.get("sharpness") or {}).get("soft") else ""
     if result.burden is None:
         decision = result.raw_counts["decision"]
         burden = (f"tumour burden not estimated (no stored rates; run `edge-pcam calibrate`), "
-                  f"{decision['fraction']:.1%} of tissue tiles at P >= {decision['threshold']:g}")
+                  f"{decision['fraction']:.1%} of tissue tiles at P >= {decision['threshold']:g}{soft}")
     else:
         low, high = result.burden_ci
-        soft = f"; {SOFT_NOTE}" if (result.qc.get("sharpness") or {}).get("soft") else ""
         burden = f"tumour burden {result.burden:.1%} (95% CI {100 * low:.1f}\u2013{100 * high:.1f}%{soft})"
     return f"{region}; {burden}; {RESEARCH_USE}"

@@ -27,8 +27,8 @@ was never shown, each tile getting one reason (`REASONS`):
 
 Softness of the whole slide. Tiles far softer than BLUR_RATIO's defocus
 still pass, but the model's rates move long before: a Gaussian blur of a
-quarter pixel lowers its sensitivity and biases the burden (the shift
-benchmark's blur row; benchmarks/results/softness.md). So the median
+third of a pixel or more lowers its sensitivity and biases a 25% burden by
+2 points or more (benchmarks/results/softness.md). So the median
 sharpness of the tiles that pass is compared with that of PCam's validation
 patches (PCAM_SHARPNESS_MEDIAN), or with that of a lab's own patches where
 `edge-pcam calibrate` stored it with the rates it measured on them; below
@@ -170,6 +170,16 @@ def _variance_per_tile(values: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", deviation, deviation) / flat.shape[1]
 
 
+def median_in_focus(values: np.ndarray) -> float | None:
+    """Median of the sharpness `values` the scan keeps (at or above BLUR_RATIO; NaN: not measured), None if none.
+
+    The one rule for a slide's tiles and for the patches it is compared with (PCAM_SHARPNESS_MEDIAN, calibrate).
+    """
+    values = np.asarray(values, np.float64)
+    kept = values[values >= BLUR_RATIO]
+    return float(np.median(kept)) if len(kept) else None
+
+
 def blurred(tiles: np.ndarray) -> np.ndarray:
     """Boolean per tile: out of focus (sharpness below BLUR_RATIO)."""
     return sharpness(tiles) < BLUR_RATIO
@@ -186,10 +196,7 @@ class TissueQC:
     @property
     def median_sharpness(self) -> float | None:
         """Median sharpness of the tiles that pass QC (None before any was measured)."""
-        if self.sharpness is None:
-            return None
-        values = self.sharpness[self.tissue & np.isfinite(self.sharpness)]
-        return float(np.median(values)) if len(values) else None
+        return None if self.sharpness is None else median_in_focus(self.sharpness[self.tissue])
 
     def softness(self, reference: float | None = None) -> dict[str, Any]:
         """The slide's median sharpness against `reference`, the median of the patches the model's rates

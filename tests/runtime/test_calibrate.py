@@ -82,7 +82,8 @@ def test_calibrate_writes_a_copy_with_new_thresholds(tmp_path):
             "fp": int(np.sum(called & (labels == 0))), "tn": int(np.sum(~called & (labels == 0)))})
     # the lab's patches' median sharpness: what a scan calls a slide soft against from now on
     patches = np.concatenate([s.read(np.arange(len(s))) for s in ds.splits.values()])
-    assert oc["median_sharpness"] == pytest.approx(float(np.median(sharpness(patches))))
+    measured = sharpness(patches)
+    assert oc["median_sharpness"] == pytest.approx(float(np.median(measured[measured >= 0.03])))  # the in-focus ones
     assert OperatingCharacteristics.from_card(meta).median_sharpness == oc["median_sharpness"]
     assert model_bytes(out.read_bytes()) == model_bytes(original.read_bytes())
     # the copy loads, labels with its new threshold, and finds its companion (copied beside it)

@@ -121,6 +121,24 @@ def test_other_settings_are_refused(slides, tmp_path):
                    "reader 'tifffile' there, 'openslide' now", out, rows)
 
 
+def test_a_log_of_tiles_enlarged_by_another_filter_is_refused(slides, tmp_path):
+    """A slide read from a level a little coarser than PCam's (here: its µm/px given as 1.0) is enlarged; a log
+    from a version that enlarged with another filter (its key names none) holds other pixels: not resumed."""
+    out = tmp_path / "out"
+    rows = killed_scan(slides[0], out, FIXTURES / "tiny_int8.tflite", "--mpp", "1.0")
+    lines = (out / PROGRESS_FILE).read_text().splitlines()
+    header = json.loads(lines[0].removeprefix("# "))
+    assert header["settings"]["enlarge"] == "nearest"
+    del header["settings"]["enlarge"]  # as edge-pcam 0.1 (bilinear) wrote it
+    (out / PROGRESS_FILE).write_text("\n".join(["# " + json.dumps(header, sort_keys=True), *lines[1:]]) + "\n")
+    assert_refused(scan(slides[0], out, "--model", FIXTURES / "tiny_int8.tflite", "--mpp", "1.0"),
+                   "enlarge None there, 'nearest' now", out, rows)
+    # a slide read at its own level is not enlarged, and its key is as before
+    plain = tmp_path / "plain"
+    assert scan(slides[0], plain, "--model", FIXTURES / "tiny_int8.tflite").returncode == 0
+    assert "enlarge" not in json.loads((plain / PROGRESS_FILE).read_text().splitlines()[0].removeprefix("# "))["settings"]
+
+
 def test_a_tile_row_outside_the_tissue_mask_is_ignored(slides, tmp_path):
     out = tmp_path / "out"
     result = scan(slides[0], out, "--model", FIXTURES / "tiny_int8.tflite")

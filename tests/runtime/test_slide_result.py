@@ -114,3 +114,21 @@ def test_a_calibrated_card_judges_softness_against_the_labs_own_patches():
     assert not like_the_lab.warnings and like_the_lab.qc["sharpness"]["reference"] == 3.2
     assert "2.00, 62% of this lab's calibration patches'" in " ".join(softer.warnings)
     assert "calibrate on this lab's slides" not in " ".join(softer.warnings)  # it has been
+
+
+def test_soft_slide_advice_and_reference_follow_the_card():
+    """A card calibrated by a version that stored no sharpness is told to calibrate again (not "calibrate",
+    which was done); a model without rates still gets the soft note in its one line; a slide with no tissue
+    names the lab's reference in its QC."""
+    p, qc = slide()
+    soft_qc = qc.with_sharpness(np.where(qc.tissue, 3.0, np.nan))
+    old_calibration = dataclasses.replace(card_rates(), split="calibration")
+    old = " ".join(slide_result(p, soft_qc, old_calibration, THRESHOLDS, *GEOMETRY).warnings)
+    assert "PCam's validation patches'" in old and "calibrate again with this version" in old
+    assert "calibrate on this lab's slides" not in old
+    no_rates = slide_result(p, soft_qc, None, THRESHOLDS, *GEOMETRY)
+    assert no_rates.burden is None and "likely underestimated" in summary_line(no_rates)
+    lab = dataclasses.replace(card_rates(), median_sharpness=3.2)
+    empty = slide_result(np.full_like(p, np.nan), TissueQC(np.full(p.shape, BACKGROUND, np.uint8), CELL_MM2), lab,
+                         THRESHOLDS, *GEOMETRY)
+    assert empty.category == "negative" and empty.qc["sharpness"]["reference"] == 3.2

@@ -15,7 +15,7 @@ from PIL import Image, ImageFilter
 
 from edge_pcam.runtime.datasets.synthetic import open_synthetic, paint_tissue
 from edge_pcam.runtime.tissue import (BACKGROUND, BLUR, BLUR_RATIO, INK, PCAM_SHARPNESS_MEDIAN, TISSUE, TissueQC, blurred,
-                                      hue, ink_pixels, sharpness, thumbnail_reasons, tissue_tiles)
+                                      hue, ink_pixels, median_in_focus, sharpness, thumbnail_reasons, tissue_tiles)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 GLASS = (243, 241, 245)
@@ -232,6 +232,13 @@ def test_a_slide_is_soft_by_the_median_sharpness_of_the_tiles_that_pass():
     # Against a lab's own patches (calibrate stores their median): 2.5 is not soft next to 3.0, and is next to 4.
     assert not soft.softness(3.0)["soft"] and soft.softness(4.0) == {
         "median": pytest.approx(2.5), "reference": 4.0, "soft_below": pytest.approx(3.2), "soft": True}
+
+
+def test_median_in_focus_leaves_out_blurred_flat_and_unmeasured_values():
+    """The scan's median and calibrate's use one rule: values below BLUR_RATIO (0.03) and NaN do not count."""
+    assert median_in_focus(np.array([0.0, 0.01, np.nan, 2.0, 4.0, 9.0])) == pytest.approx(4.0)
+    assert median_in_focus(np.array([0.03, 1.0])) == pytest.approx(0.515)
+    assert median_in_focus(np.array([0.0, 0.02, np.nan])) is None and median_in_focus(np.array([])) is None
 
 
 def test_pcam_sharpness_median_is_the_valid_splits(subset_dir):

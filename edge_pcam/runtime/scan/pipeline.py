@@ -23,7 +23,7 @@ from edge_pcam.runtime.scan.report import (REPORT_FILE, ModelInfo, ScanReport, S
                                            Timing, top_tiles, tumour_burden)
 from edge_pcam.runtime.scan.store import ResumeKey, TileStore, slide_digest
 from edge_pcam.runtime.slide import open_slide
-from edge_pcam.runtime.slide_base import LEVEL_TOLERANCE, Slide
+from edge_pcam.runtime.slide_base import ENLARGE_FILTER, LEVEL_TOLERANCE, Slide
 from edge_pcam.runtime.tissue import BLUR_RATIO, INK_FRACTION, SATURATION_THRESHOLD, TissueQC
 
 TISSUE_RULE = (f"max HSV saturation >= {SATURATION_THRESHOLD} outside ink (PCam's rule); quality control leaves "
@@ -112,7 +112,7 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
             tumour_burden=tumour_burden(probabilities, thresholds),
             top_tiles=top_entries,
             warnings=_warnings(slide, geometry, models, batch, store.ignored)
-            + (findings.result.warnings if findings.result else []),  # no tissue; no stored rates
+            + (findings.result.warnings if findings.result else []),  # no tissue; no stored rates; a soft slide
             timing=Timing(time.perf_counter() - started, loop.seconds, loop.cpu_seconds, loop.inference_seconds,
                           loop.tiles / loop.seconds if loop.tiles else None),
             files=files,
@@ -125,10 +125,13 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
 
 
 def _resume_key(slide: Slide, geometry: ScanGeometry, models: ScanModels, digest: str) -> ResumeKey:
-    """What must be equal for a progress log to be resumed: slide content, model bytes, grid."""
+    """What must be equal for a progress log to be resumed: slide content, model bytes, grid, and how a
+    coarser level is enlarged (tiles enlarged by another filter have other pixels: edge-pcam 0.1 used bilinear)."""
     settings = {"tile": TILE, "stride": geometry.stride, "mpp": round(geometry.mpp, 6), "level": geometry.level,
                 "grid": [geometry.rows, geometry.cols], "slide_mpp": round(geometry.slide_mpp, 6),
                 "reader": slide.reader}
+    if slide.level_mpp(geometry.level) > geometry.mpp * (1 + 1e-6):
+        settings["enlarge"] = ENLARGE_FILTER.name.lower()
     return ResumeKey(slide_digest=digest, slide_bytes=slide.path.stat().st_size,
                      model_sha256=models.flatbuffer_sha256, settings=settings, slide=str(slide.path.resolve()))
 
