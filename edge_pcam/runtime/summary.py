@@ -3,7 +3,11 @@
 Columns (`SUMMARY_COLUMNS`): the slide's file and content digest, its status
 (`ok`, or the one-line reason it failed), the reader, tissue tiles, the tumour
 burden figures, the largest suspicious region, the top tile probability,
-seconds, the model's SHA-256, the slide's output folder and when it finished.
+seconds, the model's SHA-256, the slide's output folder, when it finished, and
+the scan's warnings (a soft slide, no stored rates, no tissue: WARNINGS_SEPARATOR
+between them). A summary.csv begun by edge-pcam 0.1 has no warnings column and
+keeps its columns: rows are appended to it as it is (move it away to get the
+new column).
 
 Appending is safe against a kill at any moment: each row is one write of a
 whole line, flushed and fsync'd; a line cut short by a kill (no newline at the
@@ -36,7 +40,10 @@ SUMMARY_COLUMNS = (
     "file", "sha256", "status", "reader", "tissue_tiles",
     "burden_decision", "burden_high_specificity", "burden_adjusted", "burden_adjusted_low", "burden_adjusted_high",
     "largest_region_mm", "largest_region_class", "top_probability", "seconds", "model_sha256", "out", "finished",
+    "warnings",
 )
+EARLIER_COLUMNS = SUMMARY_COLUMNS[:-1]  # edge-pcam 0.1: no warnings column
+WARNINGS_SEPARATOR = " | "
 OK = "ok"
 
 
@@ -78,7 +85,8 @@ def read_lines(path: str | os.PathLike) -> list[str]:
 
 
 def append_summary_row(path: str | os.PathLike, row: Mapping[str, Any]) -> None:
-    """Append one slide's row to summary.csv (columns missing from `row` stay empty).
+    """Append one slide's row to summary.csv (columns missing from `row` stay empty; a file with
+    EARLIER_COLUMNS gets the row in those).
 
     Refuses a summary.csv with other columns (one-line error), since a row
     with different columns would be misread.
@@ -86,25 +94,31 @@ def append_summary_row(path: str | os.PathLike, row: Mapping[str, Any]) -> None:
     unknown = set(row) - set(SUMMARY_COLUMNS)
     if unknown:
         raise ValueError(f"not summary.csv columns: {sorted(unknown)}")
-    _check_header(path)
-    values = {**row, "status": " ".join(str(row.get("status", "")).split())}
+    columns = _file_columns(path)
+    values = {**row, "status": " ".join(str(row.get("status", "")).split()),
+              "warnings": " ".join(str(row.get("warnings") or "").split())}
     values.setdefault("finished", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    append_line(path, _csv_line([_text(values.get(column)) for column in SUMMARY_COLUMNS]),
-                header=_csv_line(SUMMARY_COLUMNS))
+    append_line(path, _csv_line([_text(values.get(column)) for column in columns]), header=_csv_line(columns))
 
 
 def read_summary(path: str | os.PathLike) -> list[dict[str, str]]:
-    """The rows of summary.csv as dicts of text, in the order written ([] if there is none)."""
-    _check_header(path)
+    """The rows of summary.csv as dicts of text, in the order written ([] if there is none; an
+    edge-pcam 0.1 file's rows have no "warnings")."""
+    _file_columns(path)
     lines = read_lines(path)
     return list(csv.DictReader(lines)) if lines else []
 
 
-def _check_header(path: str | os.PathLike) -> None:
+def _file_columns(path: str | os.PathLike) -> tuple[str, ...]:
+    """The columns of the summary.csv at `path` (SUMMARY_COLUMNS for a new one)."""
     lines = read_lines(path)
-    if lines and lines[0] != _csv_line(SUMMARY_COLUMNS):
-        raise EdgePcamError(f"{path}: written with other columns (another edge-pcam version?); "
-                            "move it away to start a new one")
+    if not lines:
+        return SUMMARY_COLUMNS
+    for columns in (SUMMARY_COLUMNS, EARLIER_COLUMNS):
+        if lines[0] == _csv_line(columns):
+            return columns
+    raise EdgePcamError(f"{path}: written with other columns (another edge-pcam version?); "
+                        "move it away to start a new one")
 
 
 def _csv_line(values: Any) -> str:

@@ -97,6 +97,9 @@ def test_a_folder_with_a_bad_and_a_half_written_slide(small_svs, tmp_path):
     assert float(good["top_probability"]) == pytest.approx(report["top_tiles"][0]["probability"], abs=1e-6)
     assert good["model_sha256"] == report["model"]["sha256"] == sha256(MODEL)
     assert good["reader"] == report["slide"]["reader"] == "tifffile"
+    # its warnings too: the synthetic slide is softer than PCam's patches, and a lab's table must say so
+    assert good["warnings"] == " | ".join(report["warnings"]) and "softer than the images" in good["warnings"]
+    assert rows[str(inbox / "notes.svs")]["warnings"] == ""
     slide_result = report["slide_result"]  # the slide-level columns are the slide result's
     assert float(good["burden_adjusted"]) == pytest.approx(slide_result["burden"], abs=1e-6)
     assert [float(good["burden_adjusted_low"]), float(good["burden_adjusted_high"])] == pytest.approx(

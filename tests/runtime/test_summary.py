@@ -37,6 +37,23 @@ def test_a_row_cut_by_a_kill_is_dropped(tmp_path):
     assert b"b.svs" not in path.read_bytes()
 
 
+def test_a_summary_begun_by_edge_pcam_0_1_keeps_its_columns(tmp_path):
+    """A file without the warnings column (edge-pcam 0.1) is appended to in its own columns, not refused:
+    a watch service upgraded in place goes on; a new file has the column, one line per row's warnings."""
+    earlier = ("file,sha256,status,reader,tissue_tiles,burden_decision,burden_high_specificity,burden_adjusted,"
+               "burden_adjusted_low,burden_adjusted_high,largest_region_mm,largest_region_class,top_probability,"
+               "seconds,model_sha256,out,finished")
+    old = tmp_path / "old.csv"
+    old.write_text(earlier + "\nx.svs,ab,ok,,,,,,,,,,,,,x,2026-01-01T00:00:00+00:00\n")
+    append_summary_row(old, {"file": "a.svs", "status": "ok", "warnings": "soft slide"})
+    assert old.read_text().splitlines()[0] == earlier and len(old.read_text().splitlines()) == 3
+    assert [r["file"] for r in read_summary(old)] == ["x.svs", "a.svs"] and "warnings" not in read_summary(old)[1]
+    new = tmp_path / "new.csv"
+    append_summary_row(new, {"file": "a.svs", "status": "ok", "warnings": "soft slide | no stored\nrates"})
+    assert new.read_text().splitlines()[0] == earlier + ",warnings"
+    assert read_summary(new)[0]["warnings"] == "soft slide | no stored rates"
+
+
 def test_other_columns_are_refused(tmp_path):
     path = tmp_path / "summary.csv"
     path.write_text("file,status\nx.svs,ok\n")

@@ -26,7 +26,7 @@ from edge_pcam.runtime.results import ResultsFolder, one_line
 from edge_pcam.runtime.scan.inference import load_scan_models
 from edge_pcam.runtime.scan.pipeline import ScanResult, scan_slide
 from edge_pcam.runtime.slide_files import content_digest, find_slides, slide_parts
-from edge_pcam.runtime.summary import OK, SUMMARY_FILE
+from edge_pcam.runtime.summary import OK, SUMMARY_FILE, WARNINGS_SEPARATOR
 
 
 class SlideScanner:
@@ -59,7 +59,7 @@ def summary_fields(result: ScanResult) -> dict[str, Any]:
             "burden_decision": fraction("decision"), "burden_high_specificity": fraction("high_specificity"),
             **result.findings.summary,
             "top_probability": max((t.probability for t in report.top_tiles), default=None),
-            "model_sha256": report.model.sha256}
+            "model_sha256": report.model.sha256, "warnings": WARNINGS_SEPARATOR.join(report.warnings)}
 
 
 def batch_slides(paths: Sequence[Path]) -> list[tuple[str, list[Path]]]:
