@@ -304,7 +304,8 @@ def main() -> None:
                                    "tiles": int(len(tiles)), "write_seconds": svs_write_seconds}},
         "weights": args.weights or "random initialisation (throughput does not depend on weights)",
         "rows": rows, "profiles": profiles, "peak_memory_mb": peak_memory_mb(rich.path, models, work / "scan_memory"),
-        "repeats": args.repeats, "command": "python benchmarks/scan.py",
+        "repeats": args.repeats,
+        "command": "python benchmarks/scan.py" + ("" if args.out.resolve() == RESULTS else f" --out {args.out}"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.out.mkdir(parents=True, exist_ok=True)
