@@ -37,8 +37,8 @@ def soft_warning(softness: Mapping[str, Any], oc: OperatingCharacteristics | Non
     patches = "this lab's calibration patches" if calibrated else "PCam's validation patches"
     if calibrated:
         advice = ""
-    elif oc is not None and oc.split == "calibration":  # calibrated by a version that did not store it
-        advice = ", and calibrate again with this version (it stores the lab's patches' sharpness)"
+    elif oc is not None and oc.split == "calibration":  # an older calibrate, or no calibration patch in focus
+        advice = ", and calibrate again on in-focus patches of this lab's slides (this version stores their sharpness)"
     else:
         advice = ", and calibrate on this lab's slides"
     return (f"the tissue is softer than the images the model's rates were measured on (median tile sharpness "

@@ -4,10 +4,10 @@ Columns (`SUMMARY_COLUMNS`): the slide's file and content digest, its status
 (`ok`, or the one-line reason it failed), the reader, tissue tiles, the tumour
 burden figures, the largest suspicious region, the top tile probability,
 seconds, the model's SHA-256, the slide's output folder, when it finished, and
-the scan's warnings (a soft slide, no stored rates, no tissue: WARNINGS_SEPARATOR
-between them). A summary.csv begun by edge-pcam 0.1 has no warnings column and
-keeps its columns: rows are appended to it as it is (move it away to get the
-new column).
+every warning of the slide's scan.json (a soft slide, no stored rates, no
+tissue, ...; WARNINGS_SEPARATOR between them). A summary.csv begun by an
+earlier version without the warnings column (EARLIER_COLUMNS) keeps its
+columns: rows are appended to it as it is.
 
 Appending is safe against a kill at any moment: each row is one write of a
 whole line, flushed and fsync'd; a line cut short by a kill (no newline at the
@@ -42,7 +42,7 @@ SUMMARY_COLUMNS = (
     "largest_region_mm", "largest_region_class", "top_probability", "seconds", "model_sha256", "out", "finished",
     "warnings",
 )
-EARLIER_COLUMNS = SUMMARY_COLUMNS[:-1]  # edge-pcam 0.1: no warnings column
+EARLIER_COLUMNS = SUMMARY_COLUMNS[:-1]  # before the warnings column
 WARNINGS_SEPARATOR = " | "
 OK = "ok"
 
@@ -102,8 +102,8 @@ def append_summary_row(path: str | os.PathLike, row: Mapping[str, Any]) -> None:
 
 
 def read_summary(path: str | os.PathLike) -> list[dict[str, str]]:
-    """The rows of summary.csv as dicts of text, in the order written ([] if there is none; an
-    edge-pcam 0.1 file's rows have no "warnings")."""
+    """The rows of summary.csv as dicts of text, in the order written ([] if there is none; rows of
+    a file with EARLIER_COLUMNS have no "warnings")."""
     _file_columns(path)
     lines = read_lines(path)
     return list(csv.DictReader(lines)) if lines else []

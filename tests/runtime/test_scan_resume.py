@@ -129,10 +129,10 @@ def test_a_log_of_tiles_enlarged_by_another_filter_is_refused(slides, tmp_path):
     lines = (out / PROGRESS_FILE).read_text().splitlines()
     header = json.loads(lines[0].removeprefix("# "))
     assert header["settings"]["enlarge"] == "nearest"
-    del header["settings"]["enlarge"]  # as edge-pcam 0.1 (bilinear) wrote it
+    del header["settings"]["enlarge"]  # as a build that enlarged bilinearly wrote it
     (out / PROGRESS_FILE).write_text("\n".join(["# " + json.dumps(header, sort_keys=True), *lines[1:]]) + "\n")
     assert_refused(scan(slides[0], out, "--model", FIXTURES / "tiny_int8.tflite", "--mpp", "1.0"),
-                   "enlarge None there, 'nearest' now", out, rows)
+                   "enlarge not recorded there, 'nearest' now", out, rows)
     # a slide read at its own level is not enlarged, and its key is as before
     plain = tmp_path / "plain"
     assert scan(slides[0], plain, "--model", FIXTURES / "tiny_int8.tflite").returncode == 0

@@ -124,7 +124,7 @@ def test_soft_slide_advice_and_reference_follow_the_card():
     soft_qc = qc.with_sharpness(np.where(qc.tissue, 3.0, np.nan))
     old_calibration = dataclasses.replace(card_rates(), split="calibration")
     old = " ".join(slide_result(p, soft_qc, old_calibration, THRESHOLDS, *GEOMETRY).warnings)
-    assert "PCam's validation patches'" in old and "calibrate again with this version" in old
+    assert "PCam's validation patches'" in old and "calibrate again on in-focus patches" in old
     assert "calibrate on this lab's slides" not in old
     no_rates = slide_result(p, soft_qc, None, THRESHOLDS, *GEOMETRY)
     assert no_rates.burden is None and "likely underestimated" in summary_line(no_rates)

@@ -37,8 +37,8 @@ def test_a_row_cut_by_a_kill_is_dropped(tmp_path):
     assert b"b.svs" not in path.read_bytes()
 
 
-def test_a_summary_begun_by_edge_pcam_0_1_keeps_its_columns(tmp_path):
-    """A file without the warnings column (edge-pcam 0.1) is appended to in its own columns, not refused:
+def test_a_summary_begun_before_the_warnings_column_keeps_its_columns(tmp_path):
+    """A file without the warnings column (an earlier version) is appended to in its own columns, not refused:
     a watch service upgraded in place goes on; a new file has the column, one line per row's warnings."""
     earlier = ("file,sha256,status,reader,tissue_tiles,burden_decision,burden_high_specificity,burden_adjusted,"
                "burden_adjusted_low,burden_adjusted_high,largest_region_mm,largest_region_class,top_probability,"

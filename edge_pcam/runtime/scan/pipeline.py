@@ -126,7 +126,8 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
 
 def _resume_key(slide: Slide, geometry: ScanGeometry, models: ScanModels, digest: str) -> ResumeKey:
     """What must be equal for a progress log to be resumed: slide content, model bytes, grid, and how a
-    coarser level is enlarged (tiles enlarged by another filter have other pixels: edge-pcam 0.1 used bilinear)."""
+    coarser level is enlarged (tiles enlarged by another filter have other pixels: builds before the
+    nearest-pixel enlargement interpolated bilinearly and wrote no "enlarge")."""
     settings = {"tile": TILE, "stride": geometry.stride, "mpp": round(geometry.mpp, 6), "level": geometry.level,
                 "grid": [geometry.rows, geometry.cols], "slide_mpp": round(geometry.slide_mpp, 6),
                 "reader": slide.reader}

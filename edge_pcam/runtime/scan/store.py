@@ -151,7 +151,8 @@ class ResumeKey:
             found.append(f"of another slide (its content differs from the {Path(other.slide).name} scanned there)")
         if self.model_sha256 != other.model_sha256:
             found.append(f"by another model (sha256 {other.model_sha256[:12]} there, {self.model_sha256[:12]} now)")
-        changed = [f"{name} {other.settings.get(name)!r} there, {value!r} now" for name, value in self.settings.items()
+        changed = [(f"{name} {other.settings[name]!r}" if name in other.settings else f"{name} not recorded")
+                   + f" there, {value!r} now" for name, value in self.settings.items()
                    if other.settings.get(name) != value]
         if changed:
             found.append(f"with other settings ({'; '.join(changed)})")
