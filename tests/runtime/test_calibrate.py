@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import ImageFilter
 
 from threshold_checks import assert_high_specificity, assert_triage, recall_at, specificity_at
 
@@ -90,6 +91,31 @@ def test_calibrate_writes_a_copy_with_new_thresholds(tmp_path):
     copy = load_model(out)
     assert copy.thresholds == pytest.approx(t)
     assert (out.parent / "tiny_gradcam.tflite").is_file()
+
+
+def test_the_stored_sharpness_leaves_out_flat_and_blurred_patches(tmp_path):
+    """A lab's patch set with glass and out-of-focus patches in it: the median stored is that of the patches
+    a scan would keep (sharpness at or above 0.03), the reference its slides' tiles are compared with."""
+    from PIL import Image
+    lab = open_dataset(LAB)
+    patches = np.concatenate([s.read(np.arange(len(s))) for s in lab.splits.values()])
+    labels = np.concatenate([s.labels for s in lab.splits.values()])
+    flat = np.full((80, *patches.shape[1:]), (236, 226, 234), np.uint8)  # glass: no variation at all
+    soft = np.stack([np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(6))) for x in patches[:40]])
+    images = np.concatenate([patches, flat, soft])
+    classes = np.concatenate([labels, np.arange(80) % 2, labels[:40]])
+    for i, (image, label) in enumerate(zip(images, classes)):
+        path = tmp_path / "lab" / "valid" / str(label) / f"p{i:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+    measured = sharpness(images)
+    kept = measured[measured >= 0.03]
+    assert len(kept) < len(measured) - 80  # the glass and some blurred patches are left out
+    out = tmp_path / "calibrated.tflite"
+    calibrate(INT8, str(tmp_path / "lab"), out, force=True)
+    stored = read_metadata(out)["operating_characteristics"]["median_sharpness"]
+    assert stored == pytest.approx(float(np.median(kept)), rel=1e-5)
+    assert stored > float(np.median(measured)) * 1.05  # what taking every patch would have stored
 
 
 def test_calibrate_refusals(tmp_path):
