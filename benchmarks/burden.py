@@ -58,7 +58,8 @@ from edge_pcam.runtime.burden import (  # noqa: E402
 from edge_pcam.runtime.regions import (  # noqa: E402
     find_regions, neighbourhood_mean, region_mask, regions_from_mask, size_category)
 from edge_pcam.runtime.scan.findings import tile_weight  # noqa: E402
-from edge_pcam.runtime.tissue import PCAM_SHARPNESS_MEDIAN, SOFT_SLIDE_RATIO  # noqa: E402
+from edge_pcam.runtime.slide_result import sharpness_reference  # noqa: E402
+from edge_pcam.runtime.tissue import SOFT_SLIDE_RATIO  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SIZES = (0, 4, 8, 12, 16)
@@ -543,9 +544,8 @@ def main() -> None:
     oc = OperatingCharacteristics.from_card(model.metadata)
     summary = summarise(records)
     summary["rates"] = scanned_rates(records, oc)
-    summary["sharpness_reference"] = {  # what the scans judged softness against (TissueQC.softness)
-        "patches": "this card's calibration patches'", "median": oc.median_sharpness} if oc and oc.median_sharpness \
-        else {"patches": "PCam's validation patches'", "median": PCAM_SHARPNESS_MEDIAN}
+    median, patches = sharpness_reference(oc)  # what the scans judged softness against
+    summary["sharpness_reference"] = {"patches": f"{patches}'", "median": median}
     scans = model_work(args.work, records[0]["model_sha256"], args.upsample)
     from edge_pcam.runtime.datasets.spec import open_dataset
     labels = open_dataset(str(args.data)).split("valid").labels

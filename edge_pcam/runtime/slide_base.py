@@ -92,21 +92,29 @@ class Slide(ABC):
         scale = self.require_mpp() / mpp
         return int(self.levels[0].width * scale), int(self.levels[0].height * scale)
 
-    def read_scaled(self, mpp: float, x: int, y: int, width: int, height: int) -> np.ndarray:
-        """uint8 RGB (height, width, 3) of the slide resampled to `mpp` µm/px, origin (x, y) in those pixels."""
-        level = self.best_level(mpp)
-        ratio = mpp / self.level_mpp(level)  # level pixels per output pixel
+    def resample_filter(self, mpp: float) -> Image.Resampling | None:
+        """How `read_scaled` resamples the level it reads for `mpp`: None (that level is `mpp`), BOX
+        (shrunk from a finer level) or ENLARGE_FILTER (enlarged from a slightly coarser one)."""
+        ratio = mpp / self.level_mpp(self.best_level(mpp))  # level pixels per output pixel
         if abs(ratio - 1) < 1e-6:
-            return self.read_region(level, x, y, width, height)
-        bx0, by0, bx1, by1 = x * ratio, y * ratio, (x + width) * ratio, (y + height) * ratio
-        ix0, iy0 = math.floor(bx0), math.floor(by0)
-        region = self.read_region_image(level, ix0, iy0, math.ceil(bx1) - ix0, math.ceil(by1) - iy0)
+            return None
         # Shrinking averages the pixels each output pixel covers, as a scanner's pyramid (and so PCam's
         # patches) is made; a bilinear shrink blurs more, and lowered the model's recall (benchmarks/burden.py).
         # Enlarging (a level up to LEVEL_TOLERANCE coarser, as a 40x scan's 1.0 µm/px level) repeats the
         # nearest pixel: interpolating at fractional offsets softens every tile, and a 3% bilinear
         # enlargement lowered the model's sensitivity by 7 points on valid patches (benchmarks/softness.py).
-        resample = Image.BOX if ratio > 1 else ENLARGE_FILTER
+        return Image.Resampling.BOX if ratio > 1 else ENLARGE_FILTER
+
+    def read_scaled(self, mpp: float, x: int, y: int, width: int, height: int) -> np.ndarray:
+        """uint8 RGB (height, width, 3) of the slide resampled to `mpp` µm/px, origin (x, y) in those pixels."""
+        level = self.best_level(mpp)
+        resample = self.resample_filter(mpp)
+        if resample is None:
+            return self.read_region(level, x, y, width, height)
+        ratio = mpp / self.level_mpp(level)  # level pixels per output pixel
+        bx0, by0, bx1, by1 = x * ratio, y * ratio, (x + width) * ratio, (y + height) * ratio
+        ix0, iy0 = math.floor(bx0), math.floor(by0)
+        region = self.read_region_image(level, ix0, iy0, math.ceil(bx1) - ix0, math.ceil(by1) - iy0)
         image = region.resize((width, height), resample, box=(bx0 - ix0, by0 - iy0, bx1 - ix0, by1 - iy0))
         return np.asarray(image)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_pcam.runtime.burden import OperatingCharacteristics, estimate_burden, raw_counts
 from edge_pcam.runtime.regions import Region, find_regions, size_category
-from edge_pcam.runtime.tissue import SATURATION_THRESHOLD, SOFT_SLIDE_RATIO, TissueQC
+from edge_pcam.runtime.tissue import PCAM_SHARPNESS_MEDIAN, SATURATION_THRESHOLD, SOFT_SLIDE_RATIO, TissueQC
 
 RESEARCH_USE = "research use only"
 CATEGORY_WORDS = {"itc": "isolated tumour cells size", "micromet": "micrometastasis size",
@@ -30,12 +30,18 @@ NO_TISSUE = (f"no tissue found: no tile reaches HSV saturation {SATURATION_THRES
 SOFT_NOTE = "slide softer than the images the model's rates come from: likely underestimated"
 
 
+def sharpness_reference(oc: OperatingCharacteristics | None) -> tuple[float, str]:
+    """The median sharpness a slide's tiles are judged against, and whose patches those are: the lab's,
+    where `calibrate` stored it with the card's rates, else PCam's validation patches'."""
+    if oc is not None and oc.median_sharpness is not None:
+        return oc.median_sharpness, "this lab's calibration patches"
+    return PCAM_SHARPNESS_MEDIAN, "PCam's validation patches"
+
+
 def soft_warning(softness: Mapping[str, Any], oc: OperatingCharacteristics | None) -> str:
-    """The warning for a slide `TissueQC.softness` calls soft, judged against `oc`'s patches where it stores
-    their sharpness, else PCam's validation patches."""
-    calibrated = oc is not None and oc.median_sharpness is not None
-    patches = "this lab's calibration patches" if calibrated else "PCam's validation patches"
-    if calibrated:
+    """The warning for a slide `TissueQC.softness` calls soft against `sharpness_reference(oc)`."""
+    patches = sharpness_reference(oc)[1]
+    if oc is not None and oc.median_sharpness is not None:
         advice = ""
     elif oc is not None and oc.split == "calibration":  # an older calibrate, or no calibration patch in focus
         advice = ", and calibrate again on in-focus patches of this lab's slides (this version stores their sharpness)"
@@ -105,7 +111,7 @@ def slide_result(probabilities: np.ndarray, qc: TissueQC, oc: OperatingCharacter
     decision = thresholds.get("decision", 0.5)
     counts = raw_counts(values, {"decision": decision, "high_specificity": thresholds.get("high_specificity")})
     warnings = []
-    reference = oc.median_sharpness if oc is not None else None
+    reference = sharpness_reference(oc)[0]
     if not len(values):
         return SlideResult(0.0, None, None, 0.0, 0.0, 0, "negative", [], counts, qc.as_dict(reference), [NO_TISSUE])
     burden = ci = method = None

@@ -131,7 +131,7 @@ def _resume_key(slide: Slide, geometry: ScanGeometry, models: ScanModels, digest
     settings = {"tile": TILE, "stride": geometry.stride, "mpp": round(geometry.mpp, 6), "level": geometry.level,
                 "grid": [geometry.rows, geometry.cols], "slide_mpp": round(geometry.slide_mpp, 6),
                 "reader": slide.reader}
-    if slide.level_mpp(geometry.level) > geometry.mpp * (1 + 1e-6):
+    if slide.resample_filter(geometry.mpp) == ENLARGE_FILTER:
         settings["enlarge"] = ENLARGE_FILTER.name.lower()
     return ResumeKey(slide_digest=digest, slide_bytes=slide.path.stat().st_size,
                      model_sha256=models.flatbuffer_sha256, settings=settings, slide=str(slide.path.resolve()))
