@@ -53,7 +53,7 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "edge_pcam/runtime/scan/store.py": ("slide_digest", "_sample_spans", "_tiff_tile_tables", "ResumeKey"),
     "edge_pcam/runtime/tissue.py": ("saturation", "footprints", "tile_maximum", "tile_mean", "_over_footprints",
                                     "tissue_tiles", "hue", "ink_pixels", "thumbnail_reasons", "sharpness",
-                                    "_sharpness", "_variance_per_tile", "blurred", "TissueQC.excluded_mm2",
+                                    "_sharpness", "_variance_in_place", "blurred", "TissueQC.excluded_mm2",
                                     "TissueQC.with_blur", "TissueQC.with_sharpness"),
 }
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}  # the tests noticed the mutant

@@ -22,7 +22,8 @@ the machine is shared.
 
 Where the time goes (`profile_stages`, per reader: openslide and tifffile): the same work done one
 stage after the other in one thread, timed by stage: opening the slide, the tissue thumbnail and
-mask, decoding (time inside the reader's `read_region_image`: the region as a PIL image), resampling
+mask, decoding (time inside the reader's call that decodes the region `read_scaled` resamples:
+`read_region` where it enlarges by the nearest pixel, `read_region_image` where Pillow shrinks), resampling
 (the rest of `read_scaled`), the sharpness (the blur check), cutting tiles into batches (the rest of
 `read_batches`, the work of the scan's reading thread), and inference at the largest batch. Peak memory: the largest resident set of an
 `edge-pcam scan` child process on the SVS.
@@ -47,7 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results"
 BATCHES = (16, 64)
-REPEATS = 5
+REPEATS = 9
+BLAS_SETTINGS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")  # recorded with the result
 GOAL = 0.90  # the scan's tiles/s over the raw interpreter's, at least
 SLIDE_SIZE = 20_000
 SLIDE_MPP = 0.486  # the test slide
@@ -146,6 +148,7 @@ def profile_stages(slide_path: Path, model_path: Path, reader: str) -> dict:
     from edge_pcam.runtime.scan import inference
     from edge_pcam.runtime.scan.geometry import TILE, find_tissue, plan_geometry
     from edge_pcam.runtime.slide import open_slide
+    from edge_pcam.runtime.slide_base import ENLARGE_FILTER
 
     seconds = {}
     started = time.perf_counter()
@@ -159,8 +162,11 @@ def profile_stages(slide_path: Path, model_path: Path, reader: str) -> dict:
         mask = find_tissue(slide, geometry)[2].tissue
         seconds["tissue"] = time.perf_counter() - started
         decode, scaled, sharp = Stopwatch(), Stopwatch(), Stopwatch()
-        # read_scaled calls read_region_image through self; the reading thread's batches call the module's sharpness
-        slide.read_region_image = decode.wrap(slide.read_region_image)
+        # read_scaled calls through self the method that decodes the region it resamples (read_region when it
+        # enlarges by the nearest pixel, read_region_image when Pillow shrinks); the reading thread's batches
+        # call the module's sharpness
+        reads = "read_region" if slide.resample_filter(geometry.mpp) == ENLARGE_FILTER else "read_region_image"
+        setattr(slide, reads, decode.wrap(getattr(slide, reads)))
         slide.read_scaled = scaled.wrap(slide.read_scaled)
         inference.sharpness = sharp.wrap(measure)
         started, cpu = time.perf_counter(), time.thread_time()
@@ -294,6 +300,7 @@ def main() -> None:
         })
     result = {
         "machine": describe_machine(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "openblas_env": {k: os.environ.get(k) for k in BLAS_SETTINGS},
         "threads": scan["model"]["threads"], "runtime": scan["model"]["runtime"],
         "runtime_version": scan["model"]["runtime_version"], "scan_reader": scan["slide"]["reader"],
         "slides": {"test": {"size": [SLIDE_SIZE, SLIDE_SIZE], "mpp": SLIDE_MPP, "tissue": test_slide.tissue,
@@ -366,8 +373,8 @@ def budget_lines(result: dict) -> list[str]:
     return [f"Budget (CPU ms per tile): at {GOAL:.0%} of the raw interpreter's tiles/s where it fills every core, "
             f"the scan may add {allowance:.1%} of the raw CPU per tile ({per_batch}; added: raw CPU ms/tile x "
             f"overhead (CPU), the statistic the goal is judged on). Its reading thread alone "
-            f"({result['scan_reader']}, the profile below) costs {reading:.3f}, of which decoding {c['decode']:.3f} "
-            f"and resampling {c['resample']:.3f} are the JPEG codec's and Pillow's compiled code: "
+            f"({result['scan_reader']}, the profile below) costs {reading:.3f}, of which decoding {c['decode']:.3f}, "
+            f"resampling {c['resample']:.3f}, cutting {c['cut']:.3f} and the sharpness {c['sharpness']:.3f}: "
             + "; ".join(words) + ". The rest of what the scan adds is the reading thread and the interpreter's "
             "threads slowing each other when they share the cores and caches."]
 
@@ -384,6 +391,15 @@ def _batches(batches: list[int]) -> str:
     return f"batch {names[0]}" if len(names) == 1 else f"batches {', '.join(names[:-1])} and {names[-1]}"
 
 
+def _blas_note(result: dict) -> str:
+    """Which OpenBLAS settings numpy ran with (they change the speed of the sharpness' grey conversion)."""
+    if "openblas_env" not in result:  # a run from before they were recorded
+        return ""
+    found = {k: v for k, v in result["openblas_env"].items() if v is not None}
+    return (" numpy's OpenBLAS ran with " + ", ".join(f"{k}={v}" for k, v in found.items()) + "."
+            if found else " numpy's OpenBLAS ran with its own choice of kernel (no OPENBLAS_* setting).")
+
+
 def markdown(result: dict) -> str:
     m = result["machine"]
     rich = result["slides"]["tissue_rich"]
@@ -395,7 +411,7 @@ def markdown(result: dict) -> str:
         f"{m['os']}; Python {m['python']}; {result['runtime']} {result['runtime_version']}, "
         f"{result['threads']} threads; numpy {m['packages'].get('numpy')}, pillow {m['packages'].get('pillow')}. "
         f"Load average before/after: {result['load_average_before'][0]:.1f} / "
-        f"{result['load_average_after'][0]:.1f} (a shared machine).",
+        f"{result['load_average_after'][0]:.1f} (a shared machine).{_blas_note(result)}",
         "",
         "Model: the design's attention-CNN, int8, " + result["weights"] + ".",
         f"Throughput slide: a synthetic Aperio SVS, {rich['size'][0]:,} x {rich['size'][1]:,} pixels at "
@@ -436,8 +452,8 @@ def markdown(result: dict) -> str:
               "(zlib tiles), best of the runs, end to end.",
               "", *budget_lines(result), "", "## Where the time goes", "",
               "Each stage of the scan alone, one after the other in one thread, on the throughput slide, for each "
-              "reader: open; tissue (thumbnail and mask); decode (inside the reader's read_region_image: the "
-              "region decoded, as a PIL image); resample (the rest of read_scaled); cut (tiles out of the "
+              "reader: open; tissue (thumbnail and mask); decode (inside the reader's call that decodes the "
+              "region read_scaled resamples); resample (the rest of read_scaled); cut (tiles out of the "
               "regions, into batches); sharpness (the blur check, per batch); inference at the largest batch. "
               "The reading thread does decode, resample, cut and sharpness; the interpreter's thread classifies "
               "and appends to the progress log.", "",

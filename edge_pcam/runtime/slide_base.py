@@ -114,9 +114,11 @@ class Slide(ABC):
         ratio = mpp / self.level_mpp(level)  # level pixels per output pixel
         bx0, by0, bx1, by1 = x * ratio, y * ratio, (x + width) * ratio, (y + height) * ratio
         ix0, iy0 = math.floor(bx0), math.floor(by0)
-        region = self.read_region_image(level, ix0, iy0, math.ceil(bx1) - ix0, math.ceil(by1) - iy0)
-        image = region.resize((width, height), resample, box=(bx0 - ix0, by0 - iy0, bx1 - ix0, by1 - iy0))
-        return np.asarray(image)
+        read = (level, ix0, iy0, math.ceil(bx1) - ix0, math.ceil(by1) - iy0)
+        box = (bx0 - ix0, by0 - iy0, bx1 - ix0, by1 - iy0)
+        if resample == Image.Resampling.NEAREST:
+            return resize_nearest(self.read_region(*read), (width, height), box)
+        return np.asarray(self.read_region_image(*read).resize((width, height), resample, box=box))
 
     def thumbnail(self, mpp: float, box: tuple[int, int, int, int] | None = None,
                   max_source: int = 2048) -> np.ndarray:
@@ -157,6 +159,32 @@ def plausible_mpp(mpp: float | None, source: str) -> tuple[float | None, str]:
     if not PLAUSIBLE_MPP[0] <= mpp <= PLAUSIBLE_MPP[1]:
         return None, f"the {source} says {mpp:.4g} µm/px, not a microscope scan's"
     return float(mpp), source
+
+
+def resize_nearest(region: np.ndarray, size: tuple[int, int], box: tuple[float, float, float, float]) -> np.ndarray:
+    """The pixels of uint8 (h, w, C) `region` that Pillow's `resize(size, NEAREST, box=box)` picks, without a
+    round trip through a PIL image: columns copied in runs of neighbours, rows whole (about ten times faster)."""
+    width, height = size
+    rows = _nearest_sources(box[1], box[3], height, region.shape[0])
+    cols = _nearest_sources(box[0], box[2], width, region.shape[1])
+    picked = region.take(rows, axis=0)
+    out = np.empty((height, width, *region.shape[2:]), region.dtype)
+    starts = np.flatnonzero(np.diff(cols, prepend=-2) != 1)  # where a run of consecutive source columns begins
+    for start, end in zip(starts, [*starts[1:], width]):
+        first = int(cols[start])
+        out[:, start:end] = picked[:, first:first + end - start]
+    return out
+
+
+def _nearest_sources(start: float, end: float, count: int, available: int) -> np.ndarray:
+    """Source index of each of `count` output pixels spanning [start, end), as Pillow's nearest scaling
+    finds it (ImagingScaleAffine): a float32 box, a step of its width / count, the position stepped from
+    the first pixel's centre by repeated addition and truncated; kept inside the `available` pixels."""
+    first, last = np.float32(start), np.float32(end)
+    step = float(np.float32(last - first)) / count
+    positions = np.full(count, step)
+    positions[0] = float(first) + step * 0.5
+    return np.clip(np.cumsum(positions).astype(np.intp), 0, available - 1)
 
 
 def over_white(rgba: np.ndarray) -> np.ndarray:

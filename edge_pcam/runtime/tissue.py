@@ -154,20 +154,24 @@ def sharpness(tiles: np.ndarray) -> np.ndarray:
 
 
 def _sharpness(tiles: np.ndarray) -> np.ndarray:
-    grey = tiles.astype(np.float32) @ GREY_WEIGHTS
-    lap = grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1]  # summed in place: a third fewer temporary arrays
-    lap += grey[:, 1:-1, :-2]
-    lap += grey[:, 1:-1, 2:]
-    lap -= 4 * grey[:, 1:-1, 1:-1]
-    spread = _variance_per_tile(grey)
-    return np.where(spread > 0, _variance_per_tile(lap) / np.maximum(spread, 1e-6), 0.0)
+    n, height, width = tiles.shape[:3]
+    grey = (tiles.astype(np.float32) @ GREY_WEIGHTS).reshape(n, height * width)
+    # The 4-neighbour Laplacian at every pixel of rows 1 to height-2, each tile's rows taken as one run so that
+    # every term is one slice; a row's first and last pixel take a wrapped neighbour and are dropped below.
+    w = width
+    lap = grey[:, :-2 * w] + grey[:, 2 * w:]  # summed in place: fewer temporary arrays
+    lap += grey[:, w - 1:-w - 1]
+    lap += grey[:, w + 1:height * w - w + 1]
+    lap -= 4 * grey[:, w:-w]
+    interior = lap.reshape(n, height - 2, w)[:, :, 1:-1].reshape(n, -1)  # a copy: the tiles' 1..w-2 columns
+    spread = _variance_in_place(grey)
+    return np.where(spread > 0, _variance_in_place(interior) / np.maximum(spread, 1e-6), 0.0)
 
 
-def _variance_per_tile(values: np.ndarray) -> np.ndarray:
-    """Population variance of each tile's values (first axis: tiles), in two passes over them."""
-    flat = values.reshape(len(values), int(np.prod(values.shape[1:])))
-    deviation = flat - flat.mean(axis=1, keepdims=True)
-    return np.einsum("ij,ij->i", deviation, deviation) / flat.shape[1]
+def _variance_in_place(values: np.ndarray) -> np.ndarray:
+    """Population variance of each row of the 2-D float array `values`, which is centred in place."""
+    values -= values.mean(axis=1, keepdims=True)
+    return np.einsum("ij,ij->i", values, values) / values.shape[1]
 
 
 def median_in_focus(values: np.ndarray) -> float | None:
