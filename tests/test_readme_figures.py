@@ -378,3 +378,46 @@ def test_what_a_scan_tells_you_quotes_the_chance_and_the_soft_warnings():
     assert all(s["soft_warnings"] == 0 for s in nearest["sizes"].values())
     from edge_pcam.runtime.tissue import PCAM_SHARPNESS_MEDIAN, SOFT_SLIDE_RATIO
     assert_shown(m.group(4), PCAM_SHARPNESS_MEDIAN * SOFT_SLIDE_RATIO)
+
+
+def test_the_scan_speed_row_quotes_both_scan_reports():
+    """README's scan-against-raw row: each host's CPU overheads, CPU-bound shares, wall shares and
+    reading-thread costs equal its committed scan.json at the precision shown."""
+    cell = row(table(README, "figure", "measured", "goal"), "scan of a JPEG-tiled 40x SVS")["measured"]
+    amd_text, intel_text = cell.split("Intel Xeon host", 1)
+    for text, path in ((amd_text, "benchmarks/results/scan-amd-epyc/scan.json"),
+                       (intel_text, "benchmarks/results/scan.json")):
+        result = _json(path)
+        rows = sorted(result["rows"], key=lambda r: r["batch"])
+        overheads = sorted(100 * r["overhead_cpu"] for r in rows)
+        shares = sorted(100 / (1 + r["overhead_cpu"]) for r in rows)
+        walls = sorted(100 * r["scan_tiles_per_second"] / r["raw_tiles_per_second"] for r in rows)
+        profile = next(p for p in result["profiles"] if p["reader"] == result["scan_reader"])
+        c = profile["cpu_ms_per_tile"]
+        reading = c["decode"] + c["resample"] + c["cut"] + c["sharpness"]
+        if path.endswith("scan-amd-epyc/scan.json"):  # figures per batch, in batch order
+            m = re.search(r"\+([\d.]+)%, \+([\d.]+)% and \+([\d.]+)% CPU at batch 1, 16 and 64, "
+                          r"so (\d+)%, (\d+)% and (\d+)% CPU-bound", text)
+            assert m, text
+            for i, r in enumerate(rows):
+                assert_shown(m.group(1 + i), r["overhead_cpu"], 100)
+                assert_shown(m.group(4 + i), 1 / (1 + r["overhead_cpu"]), 100)
+            m = re.search(r"(\d+)–(\d+)% by wall time; the reading thread alone ([\d.]+) ms per tile "
+                          r"\(decode ([\d.]+)\)", text)
+            assert m, text
+            assert_shown(m.group(1), walls[0])
+            assert_shown(m.group(2), walls[-1])
+            assert_shown(m.group(3), reading)
+            assert_shown(m.group(4), c["decode"])
+            allowed = sorted(r["raw_cpu_ms_per_tile"] * (1 / 0.9 - 1) for r in rows)
+            m = re.search(r"within the ([\d.]+)–([\d.]+) ms allowed at every batch", text)
+            assert m and reading < allowed[0], text
+            assert_shown(m.group(1), allowed[0])
+            assert_shown(m.group(2), allowed[-1])
+        else:  # figures as ranges over the batches
+            m = re.search(r"\+(\d+)–(\d+)%, (\d+)–(\d+)%, (\d+)–(\d+)% by wall time; reading thread ([\d.]+) ms", text)
+            assert m, text
+            for i, values in enumerate((overheads, shares, walls)):
+                assert_shown(m.group(1 + 2 * i), values[0])
+                assert_shown(m.group(2 + 2 * i), values[-1])
+            assert_shown(m.group(7), reading)
