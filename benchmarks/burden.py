@@ -92,16 +92,50 @@ def default_data() -> Path:
 def mosaic_layout(normal: np.ndarray, tumour: np.ndarray, block: int, rng: np.random.Generator
                   ) -> tuple[np.ndarray, np.ndarray]:
     """((GRID, GRID) labels, the split's patch index of each tile in reading order): a block x block
-    tumour square at a random place, random distinct patches of each class."""
+    tumour square at a random place, random patches of each class: distinct where the class has
+    enough of them (the whole valid split), with repeats where it has not (--disjoint's half)."""
     labels = np.zeros((GRID, GRID), np.uint8)
     if block:
         r, c = rng.integers(0, GRID - block + 1, size=2)
         labels[r:r + block, c:c + block] = 1
     order = np.empty(GRID * GRID, np.int64)
     flat = labels.reshape(-1).astype(bool)
-    order[~flat] = rng.choice(normal, int((~flat).sum()), replace=False)
-    order[flat] = rng.choice(tumour, int(flat.sum()), replace=False)
+    for tiles, pool in ((~flat, normal), (flat, tumour)):
+        count = int(tiles.sum())
+        order[tiles] = rng.choice(pool, count, replace=count > len(pool))
     return labels, order
+
+
+def halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(card half, mosaic half): the split's indices cut in two at random, half of each class in each."""
+    rng = np.random.default_rng(seed)
+    card, mosaics = [], []
+    for label in (0, 1):
+        index = rng.permutation(np.nonzero(labels == label)[0])
+        card.append(index[:len(index) // 2])
+        mosaics.append(index[len(index) // 2:])
+    return np.sort(np.concatenate(card)), np.sort(np.concatenate(mosaics))
+
+
+def calibrated_on_half(split: Any, card_half: np.ndarray, model_path: Path, work: Path) -> Path:
+    """`model_path` calibrated (`edge-pcam calibrate`) on the patches `card_half` of the valid split:
+    a folder of links to them is the lab's data, the calibrated copy is written beside it."""
+    from edge_pcam.runtime.calibrate import calibrate
+    from edge_pcam.runtime.metadata import sha256_file
+
+    folder = work / "disjoint" / f"card-half-{sha256_file(model_path)[:12]}"
+    out = folder / "calibrated.tflite"
+    if out.exists():
+        return out
+    for index in card_half:
+        source = Path(split.paths[index]).resolve()
+        link = folder / "valid" / str(int(split.labels[index])) / source.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(source)
+    calibrate(model_path, str(folder), out.with_suffix(".part.tflite"))
+    out.with_suffix(".part.tflite").replace(out)
+    return out
 
 
 def build_mosaic(split: Any, normal: np.ndarray, tumour: np.ndarray, block: int, rng: np.random.Generator,
@@ -242,13 +276,13 @@ def model_work(work: Path, model_sha256: str, upsample: str) -> Path:
     return Path(work) / f"model-{model_sha256[:12]}-{upsample}"
 
 
-def run(args: argparse.Namespace, model_path: Path) -> list[dict[str, Any]]:
-    from edge_pcam.runtime.datasets.spec import open_dataset
+def run(args: argparse.Namespace, model_path: Path, split: Any, pools: tuple[np.ndarray, np.ndarray]
+        ) -> list[dict[str, Any]]:
+    """Build, scan and analyse every mosaic not yet in the records (normal and tumour patches from `pools`)."""
     from edge_pcam.runtime.interpreter import load_model
     from edge_pcam.runtime.metadata import sha256_file
 
-    split = open_dataset(str(args.data)).split("valid")
-    normal, tumour = np.nonzero(split.labels == 0)[0], np.nonzero(split.labels == 1)[0]
+    normal, tumour = pools
     card = load_model(model_path).metadata
     model_sha256 = sha256_file(model_path)
     work = model_work(args.work, model_sha256, args.upsample)
@@ -316,8 +350,8 @@ def add_oracle(records: list[dict[str, Any]]) -> None:
 def chance_of_targets(scans: Path, records: list[dict[str, Any]], oc: OperatingCharacteristics, decision: float,
                       classes: tuple[np.ndarray, np.ndarray], per_size: int, seed: int) -> dict[str, Any]:
     """How often one mosaic misses each target by chance, and how often a run of `per_size` mosaics per
-    size meets it, with the model as it is: simulated mosaics laid out as the benchmark's (`mosaic_layout`:
-    distinct patches of the valid split, `classes` = its normal and tumour indices), each patch taking its
+    size meets it, with the model as it is: simulated mosaics laid out as the benchmark's (`mosaic_layout`
+    over `classes`, the normal and tumour indices the mosaics were drawn from), each patch taking its
     mean probability over this run's scans, estimated with the card's rates and measured with the scan's
     region rule."""
     total, seen = np.zeros(max(map(np.max, classes)) + 1), np.zeros(max(map(np.max, classes)) + 1)
@@ -438,6 +472,7 @@ def markdown(result: dict[str, Any]) -> str:
              f"(resampled to 0.972 µm/px by area averaging); {result['per_size']} mosaics per size, seeds from "
              f"{result['seed']}. "
              "Truth: the block's share of the tiles that pass tissue QC; its diameter is the square's diagonal.", "",
+             *_disjoint_lines(result.get("disjoint")),
              "## Chosen method", "",
              "| planted block | truth (mean) | mean error (points) | worst error (points) | 95% CI coverage "
              "| mean CI width (points) | largest region (mm): truth / mean [min-max] | worst diameter error "
@@ -483,8 +518,9 @@ def markdown(result: dict[str, Any]) -> str:
     labels = {"burden": "burden error beyond ±2 points", "diameter": "largest region's diameter off by more than 40%",
               "category": "category wrong"}
     lines += ["", "## How much of the outcome is chance", "",
-              f"{chance['mosaics_per_size']:,} simulated mosaics per size, laid out as the benchmark's (distinct "
-              f"random patches, {chance['tumour_patches']:,} tumour and {chance['normal_patches']:,} normal), each "
+              f"{chance['mosaics_per_size']:,} simulated mosaics per size, laid out as the benchmark's (random "
+              f"patches drawn as its mosaics were, from the {chance['tumour_patches']:,} tumour and "
+              f"{chance['normal_patches']:,} normal patches its scans classified), each "
               "patch taking its mean probability over this run's scans, estimated with the card's rates and "
               "measured with the scan's region rule: how often one mosaic misses each target by chance, and the "
               f"chance that a run of {chance['per_size']} mosaics per size meets it with this model (no mosaic "
@@ -505,10 +541,24 @@ def markdown(result: dict[str, Any]) -> str:
                                         for b, row in s["sizes"].items())
               + ".", "",
               f"Regenerate: `python benchmarks/burden.py --per-size {result['per_size']} --seed {result['seed']} "
-              f"--upsample {result['upsample']}{result['results_option']}` "
+              f"--upsample {result['upsample']}{' --disjoint' if result.get('disjoint') else ''}"
+              f"{result['results_option']}` "
               f"({result['created']}; {result['minutes']:.0f} min of building, scanning and analysing mosaics "
               "on this shared machine)."]
     return "\n".join(lines) + "\n"
+
+
+def _disjoint_lines(disjoint: dict[str, Any] | None) -> list[str]:
+    """The report's paragraph on --disjoint's halves (nothing for a run on the whole split)."""
+    if not disjoint:
+        return []
+    return [f"Disjoint halves (`--disjoint`): the model was calibrated with `edge-pcam calibrate` on "
+            f"{disjoint['card_patches']:,} patches of the valid split (half of each class, drawn with seed "
+            f"{disjoint['seed']}), which set its thresholds and the rates its card stores; the mosaics are built "
+            f"from the other half only ({disjoint['mosaic_normal']:,} normal and {disjoint['mosaic_tumour']:,} "
+            "tumour patches), with repeats where a mosaic needs more patches of a class than the half has. "
+            "The rates the estimator uses were therefore not measured on the mosaics' patches: the interval "
+            "has to carry their sampling error, as after a lab's own calibration.", ""]
 
 
 def comparison(title: str, note: str, what: str, names: tuple[str, ...], summary: dict[str, Any],
@@ -531,6 +581,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "burden-benchmark")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the mosaics (real-patch derivatives)")
+    parser.add_argument("--disjoint", action="store_true",
+                        help="calibrate the model on half of the valid split (half of each class, --seed) and "
+                             "build the mosaics from the other half: rates not measured on the mosaics' patches")
     args = parser.parse_args()
     if not (args.data / "valid").is_dir():
         sys.exit(f"{args.data}: no valid split (the PCam subset is expected at ../shared/data/pcam-subset)")
@@ -538,8 +591,19 @@ def main() -> None:
     from edge_pcam.runtime.bundled import default_model_path
     from edge_pcam.runtime.interpreter import load_model
 
+    from edge_pcam.runtime.datasets.spec import open_dataset
+
     model_path = args.model or default_model_path()
-    records = run(args, model_path)
+    split = open_dataset(str(args.data)).split("valid")
+    mosaic_half = np.arange(len(split.labels))
+    disjoint = None
+    if args.disjoint:
+        card_half, mosaic_half = halves(split.labels, args.seed)
+        model_path = calibrated_on_half(split, card_half, model_path, args.work)
+        disjoint = {"card_patches": int(len(card_half)), "mosaic_normal": int(np.sum(split.labels[mosaic_half] == 0)),
+                    "mosaic_tumour": int(np.sum(split.labels[mosaic_half] == 1)), "seed": args.seed}
+    pools = tuple(mosaic_half[split.labels[mosaic_half] == label] for label in (0, 1))
+    records = run(args, model_path, split, pools)
     model = load_model(model_path)
     oc = OperatingCharacteristics.from_card(model.metadata)
     summary = summarise(records)
@@ -547,15 +611,12 @@ def main() -> None:
     median, patches = sharpness_reference(oc)  # what the scans judged softness against
     summary["sharpness_reference"] = {"patches": f"{patches}'", "median": median}
     scans = model_work(args.work, records[0]["model_sha256"], args.upsample)
-    from edge_pcam.runtime.datasets.spec import open_dataset
-    labels = open_dataset(str(args.data)).split("valid").labels
-    classes = (np.nonzero(labels == 0)[0], np.nonzero(labels == 1)[0])
-    summary["chance"] = chance_of_targets(scans, records, oc, model.thresholds.get("decision", 0.5), classes,
+    summary["chance"] = chance_of_targets(scans, records, oc, model.thresholds.get("decision", 0.5), pools,
                                           args.per_size, args.seed)
     first = json.loads((scans / f"scan_{records[0]['block']}_{records[0]['seed']}" / "scan.json").read_text())
     runtime = f"{first['model']['runtime']} {first['model']['runtime_version']}, {first['model']['threads']} threads"
     result = {"machine": describe_machine(), "runtime": runtime, "data": args.data.name,
-              "per_size": args.per_size, "seed": args.seed, "upsample": args.upsample,
+              "per_size": args.per_size, "seed": args.seed, "upsample": args.upsample, "disjoint": disjoint,
               "results_option": "" if args.results == RESULTS else f" --results {args.results}",
               "model": {"file": model_path.name, "sha256": records[0]["model_sha256"], "format": model.format,
                         "rates": f"{oc.description}, split {oc.split!r}" if oc else "none"},

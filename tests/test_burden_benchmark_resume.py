@@ -100,3 +100,37 @@ def test_the_chance_simulation_counts_misses_against_a_known_truth(tmp_path):
     for goal in ("burden", "category"):
         assert chance["run_meets"][goal] == pytest.approx(
             np.prod([(1 - size[goal]) ** 20 for size in chance["sizes"].values()]))
+
+
+def test_disjoint_halves_split_each_class_in_two_and_share_no_patch():
+    import numpy as np
+    module = benchmark_script("burden")
+    labels = np.array([0] * 31 + [1] * 20)
+    card, mosaics = module.halves(labels, 13000)
+    assert not set(card) & set(mosaics) and sorted([*card, *mosaics]) == list(range(len(labels)))
+    assert [int(np.sum(labels[card] == k)) for k in (0, 1)] == [15, 10]
+    assert np.array_equal(module.halves(labels, 13000)[0], card)  # the seed fixes the cut
+    assert not np.array_equal(module.halves(labels, 13001)[0], card)
+
+
+def test_mosaic_patches_are_distinct_while_the_pool_allows_and_repeat_only_when_it_is_short():
+    """The whole valid split draws as before (records scanned earlier stay valid); --disjoint's half,
+    with fewer normal patches than a mosaic has normal tiles, repeats them, from its own pool only."""
+    import numpy as np
+    module = benchmark_script("burden")
+    module.GRID = 5  # 25 tiles, a 3 x 3 block: 16 normal, 9 tumour
+    normal, tumour = np.arange(100, 130), np.arange(200, 210)
+    labels, order = module.mosaic_layout(normal, tumour, 3, np.random.default_rng(3))
+    rng = np.random.default_rng(3)  # the draw as it was written before pools could be short
+    flat = np.zeros((5, 5), bool)
+    r, c = rng.integers(0, 3, size=2)
+    flat[r:r + 3, c:c + 3] = True
+    expected = np.empty(25, np.int64)
+    expected[~flat.reshape(-1)] = rng.choice(normal, 16, replace=False)
+    expected[flat.reshape(-1)] = rng.choice(tumour, 9, replace=False)
+    assert np.array_equal(order, expected) and np.array_equal(labels.astype(bool), flat)
+    short = np.arange(100, 110)  # 10 normal patches for 16 normal tiles
+    labels, order = module.mosaic_layout(short, tumour, 3, np.random.default_rng(4))
+    drawn = order[labels.reshape(-1) == 0]
+    assert set(drawn) <= set(short) and len(set(drawn)) < len(drawn)
+    assert len(set(order[labels.reshape(-1) == 1])) == 9
