@@ -119,11 +119,15 @@ def halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def calibrated_on_half(split: Any, card_half: np.ndarray, model_path: Path, work: Path) -> Path:
     """`model_path` calibrated (`edge-pcam calibrate`) on the patches `card_half` of the valid split:
-    a folder of links to them is the lab's data, the calibrated copy is written beside it."""
-    from edge_pcam.runtime.calibrate import calibrate
+    a folder of links to them is the lab's data, the calibrated copy is written beside it and reused
+    (its scans resume) while the model and calibrate's code are the same."""
+    import hashlib
+
+    from edge_pcam.runtime import calibrate as calibration
     from edge_pcam.runtime.metadata import sha256_file
 
-    folder = work / "disjoint" / f"card-half-{sha256_file(model_path)[:12]}"
+    code = hashlib.sha256(Path(calibration.__file__).read_bytes()).hexdigest()
+    folder = work / "disjoint" / f"card-half-{sha256_file(model_path)[:12]}-{code[:12]}"
     out = folder / "calibrated.tflite"
     if out.exists():
         return out
@@ -133,7 +137,7 @@ def calibrated_on_half(split: Any, card_half: np.ndarray, model_path: Path, work
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.is_symlink():
             link.symlink_to(source)
-    calibrate(model_path, str(folder), out.with_suffix(".part.tflite"))
+    calibration.calibrate(model_path, str(folder), out.with_suffix(".part.tflite"))
     out.with_suffix(".part.tflite").replace(out)
     return out
 

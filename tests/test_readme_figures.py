@@ -421,3 +421,35 @@ def test_the_scan_speed_row_quotes_both_scan_reports():
                 assert_shown(m.group(1 + 2 * i), values[0])
                 assert_shown(m.group(2 + 2 * i), values[-1])
             assert_shown(m.group(7), reading)
+
+
+def test_what_a_scan_tells_you_quotes_the_disjoint_burden_report():
+    """The paragraph on rates from other patches (calibrate on one half of valid, mosaics from the other)."""
+    text = re.sub(r"\s+", " ", README.split("## What a scan tells you", 1)[1].split("\n## ", 1)[0])
+    result = _json("benchmarks/results/burden-disjoint/burden.json")
+    sizes = result["summary"]["sizes"].values()
+    chosen = [row["estimators"]["mixture ML (chosen)"] for row in sizes]
+    m = re.search(r"on ([\d,]+) valid patches and builds the mosaics from the other ([\d,]+)\. .*? stores the "
+                  r"counts of the rest \(here (\d+)\)", text)
+    assert m, "README no longer describes the disjoint run as this test reads it: update it"
+    assert int(m.group(1).replace(",", "")) == result["disjoint"]["card_patches"]
+    assert int(m.group(2).replace(",", "")) == result["disjoint"]["mosaic_normal"] + result["disjoint"]["mosaic_tumour"]
+    counted = re.search(r"([\d,]+) of ([\d,]+) labelled patches", result["model"]["rates"])  # the card's words
+    assert counted and int(m.group(3)) == int(counted.group(1).replace(",", ""))
+    assert int(counted.group(2).replace(",", "")) == result["disjoint"]["card_patches"]
+    m = re.search(r"covers the truth in (\d+)% to (\d+)% of the mosaics at every size \(mean widths ([\d.]+) to "
+                  r"([\d.]+) points\)", text)
+    assert m, text
+    assert_shown(m.group(1), min(c["coverage"] for c in chosen), 100)
+    assert_shown(m.group(2), max(c["coverage"] for c in chosen), 100)
+    assert_shown(m.group(3), min(c["mean_ci_width_points"] for c in chosen))
+    assert_shown(m.group(4), max(c["mean_ci_width_points"] for c in chosen))
+    decision = result["summary"]["rates"]["points"]["decision"]
+    m = re.search(r"false-positive rate at the decision threshold is ([\d.]+) against ([\d.]+) on the mosaics' "
+                  r"patches, and the burden comes out ([\d.]+) to ([\d.]+) points high on average", text)
+    assert m, text
+    assert_shown(m.group(1), decision["card_fpr"])
+    assert_shown(m.group(2), decision["scanned_fpr"])
+    assert_shown(m.group(3), min(c["mean_error_points"] for c in chosen))
+    assert_shown(m.group(4), max(c["mean_error_points"] for c in chosen))
+    assert min(c["mean_error_points"] for c in chosen) > 0  # "high"

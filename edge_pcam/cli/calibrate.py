@@ -30,7 +30,8 @@ def calibrate(model: Annotated[Path, typer.Argument(help="The .tflite model to r
         report = run(model, data, out_file, splits=split, runtime=runtime, threads=threads, force=force,
                      on_start=lambda n: bar.update(task, total=n), progress=lambda k: bar.advance(task, k))
     table = Table(title=f"{model.name} on {data} ({report.n} patches: {report.counts['normal']} normal, "
-                        f"{report.counts['tumour']} tumour)")
+                        f"{report.counts['tumour']} tumour; thresholds from {report.n_tuning}, the figures below "
+                        f"on the other {report.n_rates})")
     for col in ("threshold", "before", "after", "sensitivity", "specificity", "accuracy"):
         table.add_column(col, justify="left" if col == "threshold" else "right")
     for name in OPERATING_POINTS:

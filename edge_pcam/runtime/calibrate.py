@@ -1,13 +1,17 @@
 """Recalibrate a model's thresholds on a lab's own labelled patches (another scanner, another stain).
 
 The weights stay as they are; what moves is where the probabilities are cut.
-On the lab's patches: the decision threshold maximises Youden's J
+The lab's patches are cut in two (`tuning_and_rates`: every other patch of each
+class). On the first half: the decision threshold maximises Youden's J
 (sensitivity + specificity - 1), the triage threshold is the highest one with
 at least 95% sensitivity, the high-specificity one the lowest with at least
-99% specificity. A copy of the file is written with these thresholds, the
-metrics before (stored thresholds) and after (new thresholds) on the lab's
-patches, the operating characteristics (the counts at the new thresholds) and
-where they came from; the original file is never touched. The Grad-CAM
+99% specificity. On the second half: the metrics before (stored thresholds)
+and after (new thresholds) and the operating characteristics (the counts at
+the new thresholds), which the slide-level burden and its interval use: counted
+on the patches that chose the thresholds they would flatter the extreme points
+(benchmarks/results/burden-disjoint). A copy of the file is written with the
+thresholds, metrics and counts and where they came from; the original file is
+never touched. The Grad-CAM
 companion is copied beside the new file when it lives elsewhere. A file made
 by an earlier edge-pcam is upgraded first (`edge-pcam upgrade`).
 """
@@ -41,6 +45,20 @@ MIN_PER_CLASS = 20  # below this the thresholds are noise: calibrate refuses wit
 OPERATING_POINTS = ("decision", "triage", "high_specificity")
 
 
+def tuning_and_rates(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tuning, rates): indices of the patches that choose the thresholds and of those counted at them.
+
+    Every other patch of each class in the order the data lists them (tuning: the 1st, 3rd, ...; rates:
+    the 2nd, 4th, ...), so both halves hold patches from all over a lab's folder (its slides, its days).
+    """
+    tuning, rates = [], []
+    for label in (0, 1):
+        index = np.flatnonzero(labels == label)
+        tuning.append(index[0::2])
+        rates.append(index[1::2])
+    return np.sort(np.concatenate(tuning)), np.sort(np.concatenate(rates))
+
+
 def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     """The threshold maximising sensitivity + specificity - 1 (the lowest one among ties)."""
     fpr, tpr, thresholds = roc_curve(labels, scores)
@@ -67,6 +85,8 @@ class CalibrationReport:
     after: dict[str, dict[str, float]] = field(default_factory=dict)
     runtime: str = ""
     median_sharpness: float | None = None  # of the calibration patches: the reference for soft slides
+    n_tuning: int = 0  # patches that chose the thresholds
+    n_rates: int = 0  # patches the metrics and the stored counts come from
 
 
 def read_labelled(spec: str, splits: list[str] | None) -> tuple[list[str], Any]:
@@ -104,14 +124,19 @@ def calibrate(model_path: str | os.PathLike, data: str, out: str | os.PathLike, 
     if min(counts.values()) < MIN_PER_CLASS and not force:
         raise DataError(f"{data}: only {counts} patches; at least {MIN_PER_CLASS} of each class are needed "
                         "for thresholds worth storing (--force to calibrate anyway)")
+    if min(counts.values()) < 2:
+        raise DataError(f"{data}: calibration needs at least 2 patches of each class (has {counts}): half of "
+                        "them choose the thresholds, the other half measures the rates")
 
+    tuning, rates = tuning_and_rates(labels)
     before = model.thresholds
-    after = new_thresholds(labels, scores)
+    after = new_thresholds(labels[tuning], scores[tuning])
     report = CalibrationReport(str(src), str(out), data, names, int(len(labels)), counts, before, after,
                                runtime=f"{model.runtime} {model.runtime_version}",
-                               median_sharpness=median_in_focus(sharp))
-    report.before = {k: binary_metrics(labels, scores, before[k]) for k in OPERATING_POINTS if k in before}
-    report.after = {k: binary_metrics(labels, scores, after[k]) for k in OPERATING_POINTS}
+                               median_sharpness=median_in_focus(sharp), n_tuning=len(tuning), n_rates=len(rates))
+    held_out = labels[rates], scores[rates]
+    report.before = {k: binary_metrics(*held_out, before[k]) for k in OPERATING_POINTS if k in before}
+    report.after = {k: binary_metrics(*held_out, after[k]) for k in OPERATING_POINTS}
     _write(model, src, out, report)
     return report
 
@@ -140,10 +165,14 @@ def _write(model: PatchModel, src: Path, out: Path, report: CalibrationReport) -
     new["thresholds"] = report.thresholds_after
     new["metrics"] = report.after
     new["operating_characteristics"] = operating_characteristics(
-        report.after, "calibration", f"{report.data} ({', '.join(report.splits)}), {report.n:,} labelled patches, "
-        f"measured with {report.runtime}; thresholds chosen on the same patches", report.median_sharpness)
+        report.after, "calibration", f"{report.data} ({', '.join(report.splits)}), {report.n_rates:,} of "
+        f"{report.n:,} labelled patches (every other patch of each class), measured with {report.runtime}; "
+        f"thresholds chosen on the other {report.n_tuning:,}", report.median_sharpness)
     new["calibration"] = {
         "data": report.data, "splits": report.splits, "n": report.n, "counts": report.counts,
+        "halves": {"tuning": report.n_tuning, "rates": report.n_rates,
+                   "rule": "every other patch of each class in the data's order: the thresholds from the 1st, "
+                           "3rd, ...; the metrics and the operating characteristics from the 2nd, 4th, ..."},
         "runtime": report.runtime, "rule": {"decision": "max Youden J", "triage": f"sensitivity >= {TRIAGE_SENSITIVITY}",
                                             "high_specificity": f"specificity >= {HIGH_SPECIFICITY}"},
         "before": {"thresholds": report.thresholds_before, "metrics": report.before},

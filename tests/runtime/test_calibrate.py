@@ -50,11 +50,17 @@ def test_calibrate_writes_a_copy_with_new_thresholds(tmp_path):
     assert sha256_file(original) == digest  # never changed
     assert model_bytes(out.read_bytes()) == model_bytes(original.read_bytes())  # same weights
 
-    # thresholds recomputed independently from the model's probabilities on the lab's patches
+    # thresholds recomputed independently from the model's probabilities on the lab's patches: chosen on
+    # every other patch of each class (1st, 3rd, ...), the metrics and counts from the others (2nd, 4th, ...)
     model = load_model(original)
     ds = open_dataset(LAB)
-    labels = np.concatenate([s.labels for s in ds.splits.values()])
-    probs = np.concatenate([model.predict(s.read(np.arange(len(s)))) for s in ds.splits.values()])
+    all_labels = np.concatenate([s.labels for s in ds.splits.values()])
+    all_probs = np.concatenate([model.predict(s.read(np.arange(len(s)))) for s in ds.splits.values()])
+    rank = np.zeros(len(all_labels), int)  # each patch's place among the patches of its class, in the data's order
+    for label in (0, 1):
+        rank[all_labels == label] = np.arange(int(np.sum(all_labels == label)))
+    tuning, held_out = rank % 2 == 0, rank % 2 == 1
+    labels, probs = all_labels[tuning], all_probs[tuning]
     meta = read_metadata(out)
     t = meta["thresholds"]
     assert_triage(labels, probs, t["triage"])
@@ -67,9 +73,13 @@ def test_calibrate_writes_a_copy_with_new_thresholds(tmp_path):
     assert youden(t["decision"]) == pytest.approx(best, abs=1e-12)
     assert all(youden(c) < best - 1e-12 for c in np.unique(probs) if c < t["decision"])
     cal = meta["calibration"]
-    assert cal["n"] == len(labels) == report.n and cal["data"] == LAB
+    assert cal["n"] == len(all_labels) == report.n and cal["data"] == LAB
+    assert (cal["halves"]["tuning"], cal["halves"]["rates"]) == (int(tuning.sum()), int(held_out.sum()))
     assert cal["before"]["thresholds"] == pytest.approx(read_metadata(original)["thresholds"])
+    labels, probs = all_labels[held_out], all_probs[held_out]  # what the metrics and the counts are measured on
     assert cal["after"]["metrics"]["triage"]["recall"] == recall_at(labels, probs, t["triage"])
+    assert cal["before"]["metrics"]["decision"]["specificity"] == specificity_at(labels, probs,
+                                                                                 model.thresholds["decision"])
     assert cal["original"]["sha256"] == digest
     assert cal["before"]["metrics"]["decision"]["threshold"] == pytest.approx(model.thresholds["decision"])
     # the counts behind each new operating point, counted here from the probabilities
@@ -133,6 +143,11 @@ def test_calibrate_refusals(tmp_path):
     for i in range(len(split)):
         Image.fromarray(split.read([i])[0]).save(one_class / f"{i}.png")
     with pytest.raises(DataError, match="both classes"):
+        calibrate(target, str(tmp_path / "lab"), tmp_path / "x.tflite", force=True)
+    lone = tmp_path / "lab" / "valid" / "normal"  # one normal patch: nothing left to measure the rates on
+    lone.mkdir()
+    Image.fromarray(ds.split("valid").read([0])[0]).save(lone / "0.png")
+    with pytest.raises(DataError, match="at least 2 patches of each class"):
         calibrate(target, str(tmp_path / "lab"), tmp_path / "x.tflite", force=True)
 
 
