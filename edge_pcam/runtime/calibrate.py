@@ -6,14 +6,14 @@ class). On the first half: the decision threshold maximises Youden's J
 (sensitivity + specificity - 1), the triage threshold is the highest one with
 at least 95% sensitivity, the high-specificity one the lowest with at least
 99% specificity. On the second half: the metrics before (stored thresholds)
-and after (new thresholds) and the operating characteristics (the counts at
-the new thresholds), which the slide-level burden and its interval use: counted
-on the patches that chose the thresholds they would flatter the extreme points
-(benchmarks/results/burden-disjoint). A copy of the file is written with the
-thresholds, metrics and counts and where they came from; the original file is
-never touched. The Grad-CAM
-companion is copied beside the new file when it lives elsewhere. A file made
-by an earlier edge-pcam is upgraded first (`edge-pcam upgrade`).
+and after (new thresholds), and the operating characteristics (the counts at
+the new thresholds) that the slide-level burden and its interval use. Counted
+on the patches that chose the thresholds, those would flatter the extreme
+points (benchmarks/results/burden-disjoint). A copy of the file is written with
+the thresholds, metrics and counts and where they came from; the original file
+is never touched. The Grad-CAM companion is copied beside the new file when it
+lives elsewhere. A file made by an earlier edge-pcam is upgraded first
+(`edge-pcam upgrade`).
 """
 
 from __future__ import annotations
