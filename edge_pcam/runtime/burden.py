@@ -68,6 +68,18 @@ class OperatingPoint:
     tn: int
 
 
+def counted_where_chosen(card: Mapping[str, Any]) -> bool:
+    """Whether the card's counts were taken at thresholds chosen on the same patches: `edge-pcam convert`
+    without --tune-from-train (thresholds from the valid split the counts come from) or a calibrate from
+    before it halved the lab's patches. The high-specificity point then looks better than it is, and the
+    burden comes out high with an interval too narrow (benchmarks/results/burden-disjoint)."""
+    block = card.get("operating_characteristics") or {}
+    if block.get("split") == "calibration":
+        return "halves" not in (card.get("calibration") or {})
+    chosen_on = ((card.get("validation") or {}).get("thresholds_from") or {}).get("split")
+    return block.get("split") == "valid" and chosen_on == "valid"
+
+
 @dataclass(frozen=True)
 class OperatingCharacteristics:
     """The card's `operating_characteristics`: which labelled set, how many of each class, the points."""
@@ -78,6 +90,7 @@ class OperatingCharacteristics:
     n_negative: int
     points: tuple[OperatingPoint, ...]  # sorted by threshold
     median_sharpness: float | None = None  # of the labelled patches (None: not stored)
+    same_patches: bool = False  # counted at thresholds chosen on the same patches (`counted_where_chosen`)
 
     @classmethod
     def from_card(cls, card: Mapping[str, Any]) -> OperatingCharacteristics | None:
@@ -92,7 +105,7 @@ class OperatingCharacteristics:
             sharp = block.get("median_sharpness")
             oc = cls(str(block.get("split", "")), str(block.get("description", "")),
                      int(block["n_positive"]), int(block["n_negative"]), points,
-                     None if sharp is None else float(sharp))
+                     None if sharp is None else float(sharp), counted_where_chosen(card))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFileError(f"the model card's operating_characteristics is malformed ({exc!r})") from None
         oc.check()

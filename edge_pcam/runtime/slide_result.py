@@ -28,6 +28,10 @@ NO_TISSUE = (f"no tissue found: no tile reaches HSV saturation {SATURATION_THRES
              "control left every one out; burden 0, category negative")
 
 SOFT_NOTE = "slide softer than the images the model's rates come from: likely underestimated"
+SAME_PATCHES = ("the model's rates were counted on the patches its thresholds were chosen on (an earlier "
+                "`edge-pcam calibrate`, or `edge-pcam convert` without --tune-from-train), which makes the "
+                "high-specificity point look better than it is: the burden may be overestimated and its interval "
+                "too narrow (benchmarks/results/burden-disjoint); calibrate again with this version")
 
 
 def sharpness_reference(oc: OperatingCharacteristics | None) -> tuple[float, str]:
@@ -120,6 +124,8 @@ def slide_result(probabilities: np.ndarray, qc: TissueQC, oc: OperatingCharacter
     else:
         estimate = estimate_burden(values, oc, tile_weight=tile_weight)
         burden, ci, method = estimate.burden, estimate.ci, estimate.method
+        if oc.same_patches:
+            warnings.append(SAME_PATCHES)
     softness = qc.softness(reference)
     if softness["soft"]:
         warnings.append(soft_warning(softness, oc))

@@ -159,3 +159,10 @@ def test_cli_calibrate(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "triage" in proc.stdout and "unchanged" in proc.stderr
     assert read_metadata(out)["calibration"]["data"] == lab
+
+
+def test_a_card_calibrate_writes_is_not_taken_for_one_counted_where_chosen(tmp_path):
+    """This version's calibrate counts on the other half: the scan has no reason to warn about its rates."""
+    out = tmp_path / "lab.tflite"
+    calibrate(INT8, LAB, out)
+    assert OperatingCharacteristics.from_card(read_metadata(out)).same_patches is False

@@ -132,3 +132,27 @@ def test_soft_slide_advice_and_reference_follow_the_card():
     empty = slide_result(np.full_like(p, np.nan), TissueQC(np.full(p.shape, BACKGROUND, np.uint8), CELL_MM2), lab,
                          THRESHOLDS, *GEOMETRY)
     assert empty.category == "negative" and empty.qc["sharpness"]["reference"] == 3.2
+
+
+@pytest.mark.parametrize("extra, flagged", [
+    ({"validation": {"thresholds_from": {"split": "valid"}}}, True),  # convert without --tune-from-train
+    ({"validation": {"thresholds_from": {"split": "tuning", "carved_from": "train"}}}, False),  # the shipped way
+    ({}, False),  # nothing said about where the thresholds came from: no claim either way
+    ({"calibration": {"data": "lab/"}, "split": "calibration"}, True),  # calibrate before it halved the patches
+    ({"calibration": {"data": "lab/", "halves": {"tuning": 500, "rates": 500}}, "split": "calibration"}, False),
+])
+def test_rates_counted_where_their_thresholds_were_chosen_are_said(extra, flagged):
+    """Counts taken at thresholds chosen on the same patches flatter the high-specificity point (the disjoint
+    burden benchmark: FPR 0.0093 on such a card, 0.0212 on other patches), so the scan says so in its warnings."""
+    block = dict(card_rates().__dict__)  # the same counts, in a card of each kind
+    points = {p.name: {"threshold": p.threshold, "tp": p.tp, "fn": p.fn, "fp": p.fp, "tn": p.tn}
+              for p in block["points"]}
+    split = extra.pop("split", "valid")
+    card = {"operating_characteristics": {"split": split, "description": "test", "n_positive": 1000,
+                                          "n_negative": 1000, "points": points}, **extra}
+    oc = OperatingCharacteristics.from_card(card)
+    assert oc.same_patches is flagged
+    p, qc = slide()
+    warnings = slide_result(p, qc, oc, THRESHOLDS, *GEOMETRY).warnings
+    said = [w for w in warnings if "counted on the patches its thresholds were chosen on" in w]
+    assert len(said) == int(flagged)
