@@ -99,13 +99,14 @@ def make_models(folder: Path, weights: str | None) -> None:
 
 def tissue_tiles_of(slide_path: Path) -> np.ndarray:
     """Every tissue tile of the slide at scan scale, in memory: the raw interpreter's input."""
-    from edge_pcam.runtime.scan.geometry import TILE, find_tissue, iter_tiles, plan_geometry
+    from edge_pcam.runtime.scan.geometry import TILE, find_tissue, plan_geometry
+    from edge_pcam.runtime.scan.inference import read_batches
     from edge_pcam.runtime.slide import open_slide
 
     with open_slide(slide_path) as slide:
         geometry = plan_geometry(slide, TILE)
         mask = find_tissue(slide, geometry)[2].tissue
-        return np.concatenate([tiles for _, tiles in iter_tiles(slide, geometry, mask)])
+        return np.concatenate([batch.tiles for batch in read_batches(slide, geometry, mask, 256)])
 
 
 def raw_run(model_path: Path, tiles: np.ndarray) -> tuple[float, float]:

@@ -42,6 +42,7 @@ per-tile reasons and reports the excluded area per reason in mm^2.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,22 +149,52 @@ def thumbnail_reasons(thumbnail: np.ndarray, rows: int, cols: int, stride: int, 
 
 def sharpness(tiles: np.ndarray) -> np.ndarray:
     """Per tile of (N, H, W, 3) uint8: variance of the grey Laplacian over variance of grey (0: flat)."""
+    space = _workspace(min(len(tiles), SHARPNESS_CHUNK), *tiles.shape[1:3])
     if len(tiles) <= SHARPNESS_CHUNK:
-        return _sharpness(tiles)
-    return np.concatenate([_sharpness(tiles[i:i + SHARPNESS_CHUNK]) for i in range(0, len(tiles), SHARPNESS_CHUNK)])
+        return _sharpness(tiles, space)
+    return np.concatenate([_sharpness(tiles[i:i + SHARPNESS_CHUNK], space)
+                           for i in range(0, len(tiles), SHARPNESS_CHUNK)])
 
 
-def _sharpness(tiles: np.ndarray) -> np.ndarray:
+class _Workspace:
+    """The float arrays `_sharpness` computes in, for up to `n` tiles of `height` x `width`: kept by each
+    thread and reused, because fresh ones (over a megabyte a chunk) are new pages for the kernel to map
+    and zero at every call (about six page faults a tile), and cold in the caches."""
+
+    def __init__(self, n: int, height: int, width: int):
+        self.shape = (n, height, width)
+        size = height * width
+        self.rgb = np.empty((n, height, width, 3), np.float32)
+        self.grey = np.empty((n, size), np.float32)
+        self.lap = np.empty((n, size - 2 * width), np.float32)
+        self.term = np.empty((n, size - 2 * width), np.float32)
+        self.interior = np.empty((n, (height - 2) * (width - 2)), np.float32)
+
+
+_workspaces = threading.local()
+
+
+def _workspace(n: int, height: int, width: int) -> _Workspace:
+    space = getattr(_workspaces, "space", None)
+    if space is None or space.shape[1:] != (height, width) or space.shape[0] < n:
+        space = _workspaces.space = _Workspace(max(n, space.shape[0] if space else 0), height, width)
+    return space
+
+
+def _sharpness(tiles: np.ndarray, space: _Workspace) -> np.ndarray:
     n, height, width = tiles.shape[:3]
-    grey = (tiles.astype(np.float32) @ GREY_WEIGHTS).reshape(n, height * width)
+    rgb, grey, lap, term = space.rgb[:n], space.grey[:n], space.lap[:n], space.term[:n]
+    np.copyto(rgb, tiles, casting="unsafe")
+    np.matmul(rgb, GREY_WEIGHTS, out=grey.reshape(n, height, width))
     # The 4-neighbour Laplacian at every pixel of rows 1 to height-2, each tile's rows taken as one run so that
     # every term is one slice; a row's first and last pixel take a wrapped neighbour and are dropped below.
     w = width
-    lap = grey[:, :-2 * w] + grey[:, 2 * w:]  # summed in place: fewer temporary arrays
+    np.add(grey[:, :-2 * w], grey[:, 2 * w:], out=lap)
     lap += grey[:, w - 1:-w - 1]
     lap += grey[:, w + 1:height * w - w + 1]
-    lap -= 4 * grey[:, w:-w]
-    interior = lap.reshape(n, height - 2, w)[:, :, 1:-1].reshape(n, -1)  # a copy: the tiles' 1..w-2 columns
+    lap -= np.multiply(grey[:, w:-w], 4, out=term)
+    interior = space.interior[:n]  # the tiles' columns 1..w-2
+    np.copyto(interior.reshape(n, height - 2, w - 2), lap.reshape(n, height - 2, w)[:, :, 1:-1])
     spread = _variance_in_place(grey)
     return np.where(spread > 0, _variance_in_place(interior) / np.maximum(spread, 1e-6), 0.0)
 

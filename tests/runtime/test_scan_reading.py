@@ -1,5 +1,6 @@
-"""The scan's reading side: which regions it reads, the batches it hands the interpreter, and that all of
-it (reading, cutting, the sharpness) runs in the reading thread, not the interpreter's.
+"""The scan's reading side: which regions it reads, the batches it hands the interpreter, that all of
+it (reading, cutting, the sharpness) runs in the reading thread, not the interpreter's, and how far
+that thread reads ahead.
 
 The slide is an in-memory picture at PCam's µm/px, so a tile's expected pixels are a slice of it.
 """
@@ -7,6 +8,7 @@ The slide is an in-memory picture at PCam's µm/px, so a tile's expected pixels 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import pytest
 from edge_pcam.runtime.constants import PCAM_MPP
 from edge_pcam.runtime.scan import inference
 from edge_pcam.runtime.scan.geometry import BLOCK_PIXELS, TILE, plan_geometry
-from edge_pcam.runtime.scan.inference import classify_tiles, read_batches
+from edge_pcam.runtime.scan.inference import classify_tiles, prefetch, read_batches
 from edge_pcam.runtime.slide_base import WHITE, Level, Slide
 from edge_pcam.runtime.tissue import sharpness
 
@@ -122,3 +124,61 @@ def test_the_interpreters_thread_only_classifies_reading_and_sharpness_run_ahead
     row, col = geometry.rows - 1, geometry.cols - 1  # each result at its own cell
     tile = expected_tile(slide, row, col)
     assert recorded[row, col] == pytest.approx((tile.mean() / 255, sharpness(tile[None])[0]), rel=1e-5)
+
+
+def made_once_settled(made: list[int], count: int) -> int:
+    """How many items the producer has made, once it has made at least `count` and stopped for a moment."""
+    deadline = time.monotonic() + 60
+    while len(made) < count:
+        assert time.monotonic() < deadline, f"the reading thread made {len(made)} items, not {count}"
+        time.sleep(0.001)
+    time.sleep(0.05)  # room to make one too many
+    return len(made)
+
+
+def test_the_reading_thread_fills_the_queue_then_sleeps_until_it_has_run_low():
+    """depth 4, refill 1: four read ahead; nothing more is read while 3 and 2 are left; at 1 left the thread
+    reads up to 4 again. Reading one item per item taken (the queue topped up at once) fails this."""
+    made: list[int] = []
+
+    def items():
+        for i in range(12):
+            made.append(i)
+            yield i
+
+    stream = prefetch(items(), depth=4, refill=1)
+    expected = [4, 4, 7, 7, 7, 10, 10, 10, 12, 12, 12, 12]  # made after each item is taken
+    taken, counts = [], []
+    for want in expected:
+        taken.append(next(stream))
+        counts.append(made_once_settled(made, want))
+    assert taken == list(range(12)) and counts == expected
+    assert list(stream) == []
+
+
+def test_a_failure_while_reading_comes_after_the_items_before_it_and_an_early_stop_stops_the_thread():
+    def failing():
+        yield from range(5)
+        raise OSError("the slide's reader failed part-way")
+
+    got = []
+    with pytest.raises(OSError, match="part-way"):
+        for item in prefetch(failing(), depth=2, refill=0):
+            got.append(item)
+    assert got == list(range(5))
+
+    made: list[int] = []
+
+    def endless():
+        while True:
+            made.append(len(made))
+            yield made[-1]
+
+    stream = prefetch(endless(), depth=3, refill=1)
+    assert [next(stream), next(stream)] == [0, 1]
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name == "scan-reader"]  # joined, not left reading
+    assert len(made) <= 2 + 3 + 1  # two taken, three ready, one being read when told to stop
+    stopped_at = len(made)
+    time.sleep(0.05)
+    assert len(made) == stopped_at

@@ -7,6 +7,7 @@ import colorsys
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -116,20 +117,54 @@ def test_blur_is_found_at_scan_scale_and_sharp_tissue_passes():
     assert sharpness(np.full((1, 96, 96, 3), 200, np.uint8))[0] == 0.0  # flat: no detail, no division by zero
 
 
+def textbook_sharpness(tile: np.ndarray) -> float:
+    """The sharpness of one (H, W, 3) uint8 tile in float64: Laplacian variance over grey variance."""
+    grey = tile.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    lap = grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4 * grey[1:-1, 1:-1]
+    return float(lap.var() / grey.var()) if grey.var() > 0 else 0.0
+
+
 def test_sharpness_of_many_tiles_is_each_tiles_own():
     """Measured a few tiles at a time: each value is its tile's Laplacian variance over grey variance,
     computed here in float64 with the textbook formula, whatever the count and the chunk boundaries."""
     patches = open_synthetic("synthetic:200:5").split("train").read(np.arange(19))
     patches[4] = 180  # flat: 0
 
-    def own(tile: np.ndarray) -> float:
-        grey = tile.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        lap = grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4 * grey[1:-1, 1:-1]
-        return float(lap.var() / grey.var()) if grey.var() > 0 else 0.0
-
-    expected = [own(p) for p in patches]
+    expected = [textbook_sharpness(p) for p in patches]
     for count in (1, 8, 9, 19):
         assert sharpness(patches[:count]) == pytest.approx(expected[:count], rel=1e-4, abs=1e-9)
+
+
+def test_sharpness_is_each_tiles_own_whatever_was_measured_before_and_beside_it():
+    """The float arrays it is computed in are kept and reused, one set per thread: after more tiles or
+    fewer, after tiles of another size, and while another thread measures other tiles, each value is
+    still its own tile's (sharing one set between threads fails the last part)."""
+    patches = open_synthetic("synthetic:200:5").split("train").read(np.arange(16))
+    smaller = patches[:, 10:74, 5:85]  # 64 x 80 tiles, not contiguous
+    expected = [textbook_sharpness(p) for p in patches]
+    expected_smaller = [textbook_sharpness(p) for p in smaller]
+    for tiles, want in ((patches, expected), (smaller[:3], expected_smaller[:3]), (patches[5:7], expected[5:7]),
+                        (smaller, expected_smaller), (patches[2:11], expected[2:11])):
+        assert sharpness(tiles) == pytest.approx(want, rel=1e-4, abs=1e-9)
+
+    halves = {0: patches[:8], 1: patches[8:]}
+    measured: dict[int, list[np.ndarray]] = {0: [], 1: []}
+    start = threading.Barrier(2)
+
+    def measure(half: int) -> None:
+        start.wait()
+        for _ in range(200):
+            measured[half].append(sharpness(halves[half]))
+
+    threads = [threading.Thread(target=measure, args=(half,)) for half in halves]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for half, values in measured.items():
+        assert len(values) == 200
+        for v in values:
+            assert v == pytest.approx(expected[8 * half:8 * half + 8], rel=1e-4, abs=1e-9)
 
 
 def test_excluded_area_per_reason_and_blur_only_on_tissue():

@@ -94,9 +94,10 @@ def find_tissue(slide: Slide, geometry: ScanGeometry) -> tuple[np.ndarray, float
     return thumbnail, thumb_mpp, TissueQC(reasons, geometry.cell_mm2)
 
 
-def iter_tiles(slide: Slide, geometry: ScanGeometry, cells: np.ndarray
-               ) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:
-    """(cells, uint8 tiles) per block of the grid: each block's region is read and resampled once.
+def iter_regions(slide: Slide, geometry: ScanGeometry, cells: np.ndarray
+                 ) -> Iterator[tuple[list[tuple[int, int]], np.ndarray, list[tuple[int, int]]]]:
+    """(cells, region, offsets) per block of the grid: each block's region read and resampled once, and
+    where in it each cell's tile begins ((y, x) in region pixels; the tile is TILE a side from there).
 
     `cells` is a boolean (rows, cols) grid of the tiles to read. The region read is
     the bounding box of the block's marked tiles, not the whole block.
@@ -113,9 +114,8 @@ def iter_tiles(slide: Slide, geometry: ScanGeometry, cells: np.ndarray
             dr, dc = rs - top, cs - left  # grid offsets inside the region
             height, width = int(dr.max()) * stride + TILE, int(dc.max()) * stride + TILE
             region = slide.read_scaled(geometry.mpp, (c0 + left) * stride, (r0 + top) * stride, width, height)
-            tiles = np.stack([region[r * stride:r * stride + TILE, c * stride:c * stride + TILE]
-                              for r, c in zip(dr, dc)])
-            yield [(r0 + int(r), c0 + int(c)) for r, c in zip(rs, cs)], tiles
+            yield ([(r0 + int(r), c0 + int(c)) for r, c in zip(rs, cs)], region,
+                   [(int(r) * stride, int(c) * stride) for r, c in zip(dr, dc)])
 
 
 def read_tile(slide: Slide, geometry: ScanGeometry, row: int, col: int) -> np.ndarray:

@@ -5,9 +5,9 @@ so the interpreter's thread does nothing but classify and record."""
 from __future__ import annotations
 
 import hashlib
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +18,15 @@ import numpy as np
 from edge_pcam.errors import ModelFileError
 from edge_pcam.runtime.burden import OperatingCharacteristics
 from edge_pcam.runtime.metadata import model_bytes, read_metadata
-from edge_pcam.runtime.scan.geometry import ScanGeometry, iter_tiles
+from edge_pcam.runtime.scan.geometry import TILE, ScanGeometry, iter_regions
 from edge_pcam.runtime.slide_base import Slide
 from edge_pcam.runtime.tissue import sharpness
 
 Record = Callable[[list[tuple[int, int]], np.ndarray, np.ndarray], None]  # cells, probabilities, sharpness
 
 LOG_GROUP = 16  # tiles classified (and appended to the progress log) together, at least
+PREFETCH_DEPTH = 8  # batches the reading thread has ready at most
+PREFETCH_REFILL = 1  # it reads again once no more than this many are left
 
 
 @dataclass(frozen=True)
@@ -103,73 +105,81 @@ def find_batched_variant(model_path: Path, metadata: dict[str, Any], batch: int 
     return max(found)[1] if found else None
 
 
-def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+def prefetch(items: Iterator[Any], depth: int = PREFETCH_DEPTH, refill: int = PREFETCH_REFILL) -> Iterator[Any]:
     """Yield `items`, produced by a background thread up to `depth` ahead (reading overlaps inference).
 
-    An exception in the producer is raised here; stopping early stops the producer.
+    Once `depth` items wait, the thread sleeps until no more than `refill`
+    are left, then reads on up to `depth` again. Woken for several items at
+    a time, it finds its data still in the caches; woken for each item, it
+    would start every batch with caches the interpreter has just filled, and
+    cost more CPU per tile. An exception in the producer is raised here,
+    after the items before it; stopping early stops the producer.
     """
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
+    ready: deque[Any] = deque()
+    changed = threading.Condition()
+    state: dict[str, Any] = {"finished": False, "error": None, "stopped": False}
 
     def produce() -> None:
         try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+            iterator = iter(items)
+            while True:
+                with changed:
+                    if len(ready) >= depth:
+                        changed.wait_for(lambda: len(ready) <= refill or state["stopped"])
+                    if state["stopped"]:
+                        return
+                try:
+                    item = next(iterator)  # read without the lock: the consumer takes what is ready meanwhile
+                except StopIteration:
                     return
-            buffer.put((end, None))
+                with changed:
+                    ready.append(item)
+                    changed.notify_all()
         except BaseException as exc:  # handed to the consumer
-            buffer.put((end, exc))
+            state["error"] = exc
+        finally:
+            with changed:
+                state["finished"] = True
+                changed.notify_all()
 
     thread = threading.Thread(target=produce, name="scan-reader", daemon=True)
     thread.start()
     try:
         while True:
-            item, error = buffer.get()
-            if error is not None:
-                raise error
-            if item is end:
-                return
+            with changed:
+                changed.wait_for(lambda: ready or state["finished"])
+                if not ready:
+                    break
+                item = ready.popleft()
+                if len(ready) <= refill:
+                    changed.notify_all()
             yield item
+        if state["error"] is not None:
+            raise state["error"]
     finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
+        with changed:
+            state["stopped"] = True
+            changed.notify_all()
+        thread.join()
 
 
 def read_batches(slide: Slide, geometry: ScanGeometry, cells: np.ndarray, size: int) -> Iterator[TileBatch]:
     """The tiles marked in the boolean grid `cells`, `size` at a time (the last batch fewer): contiguous
     uint8 (N, 96, 96, 3) with their cells and sharpness. Everything the scan does to a tile before the
-    interpreter sees it happens here, so that `prefetch` runs all of it in the reading thread."""
-    cells_pending: list[tuple[int, int]] = []
-    pending: list[np.ndarray] = []
-    count = 0
-    for block_cells, tiles in iter_tiles(slide, geometry, cells):
-        cells_pending.extend(block_cells)
-        pending.append(tiles)
-        count += len(tiles)
-        if count < size:
-            continue
-        stacked = np.concatenate(pending) if len(pending) > 1 else pending[0]
-        whole = count - count % size
-        for start in range(0, whole, size):  # first-axis slices of a contiguous array are contiguous
-            batch = stacked[start:start + size]
-            yield TileBatch(cells_pending[start:start + size], batch, sharpness(batch))
-        del cells_pending[:whole]
-        pending = [stacked[whole:]] if count > whole else []
-        count -= whole
-    if count:
-        stacked = np.concatenate(pending) if len(pending) > 1 else pending[0]
-        yield TileBatch(cells_pending, stacked, sharpness(stacked))
+    interpreter sees it happens here, so that `prefetch` runs all of it in the reading thread. Each tile
+    is copied once, from its region straight into its batch."""
+    left = int(np.count_nonzero(cells))
+    batch = np.empty((min(size, left), TILE, TILE, 3), np.uint8)
+    batch_cells: list[tuple[int, int]] = []
+    for block_cells, region, offsets in iter_regions(slide, geometry, cells):
+        for cell, (y, x) in zip(block_cells, offsets):
+            batch[len(batch_cells)] = region[y:y + TILE, x:x + TILE]
+            batch_cells.append(cell)
+            if len(batch_cells) == len(batch):
+                yield TileBatch(batch_cells, batch, sharpness(batch))
+                left -= len(batch)
+                batch = np.empty((min(size, left), TILE, TILE, 3), np.uint8)
+                batch_cells = []
 
 
 def classify_tiles(slide: Slide, geometry: ScanGeometry, todo: np.ndarray, model: Any, record: Record,
