@@ -13,6 +13,7 @@ import numpy as np
 from edge_pcam.errors import EdgePcamError
 from edge_pcam.runtime.constants import PCAM_MPP
 from edge_pcam.runtime.fileio import check_output_folder, prepare_output_folder
+from edge_pcam.runtime.malloc import keep_freed_memory
 from edge_pcam.runtime.metadata import sha256_file
 from edge_pcam.runtime.scan.findings import SlideFindings, slide_findings
 from edge_pcam.runtime.scan.geometry import TILE, ScanGeometry, find_tissue, plan_geometry
@@ -57,8 +58,10 @@ def scan_slide(image: str | os.PathLike, out: str | os.PathLike, model: str | os
     with one load) replaces `model`, `runtime`, `threads`, `device` and the
     choice by `batch`. The progress log in `out` of a killed scan of the same
     slide (by content), model and grid is resumed; one of anything else is refused.
+    On glibc the process keeps freed memory for reuse from here on (`runtime.malloc`).
     """
     started = time.perf_counter()
+    keep_freed_memory()
     if stride < 1:
         raise EdgePcamError(f"--stride must be at least 1, got {stride}")
     if models is not None and explain and models.companion is None:
