@@ -147,11 +147,13 @@ class Stopwatch:
 def profile_stages(slide_path: Path, model_path: Path, reader: str) -> dict:
     """Seconds per stage of a scan done one stage after the other (see the module's docstring)."""
     from edge_pcam.runtime.interpreter import load_model
+    from edge_pcam.runtime.malloc import keep_freed_memory
     from edge_pcam.runtime.scan import inference
     from edge_pcam.runtime.scan.geometry import TILE, find_tissue, plan_geometry
     from edge_pcam.runtime.slide import open_slide
     from edge_pcam.runtime.slide_base import ENLARGE_FILTER
 
+    keep_freed_memory()  # as scan_slide does: the stages cost here what they cost in a scan
     seconds = {}
     started = time.perf_counter()
     slide = open_slide(slide_path, reader=reader)
