@@ -177,7 +177,7 @@ _workspaces = threading.local()
 def _workspace(n: int, height: int, width: int) -> _Workspace:
     space = getattr(_workspaces, "space", None)
     if space is None or space.shape[1:] != (height, width) or space.shape[0] < n:
-        space = _workspaces.space = _Workspace(max(n, space.shape[0] if space else 0), height, width)
+        space = _workspaces.space = _Workspace(max(n, space.shape[0] if space is not None else 0), height, width)
     return space
 
 
