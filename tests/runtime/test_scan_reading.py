@@ -138,7 +138,9 @@ def made_once_settled(made: list[int], count: int) -> int:
 
 def test_the_reading_thread_fills_the_queue_then_sleeps_until_it_has_run_low():
     """depth 4, refill 1: four read ahead; nothing more is read while 3 and 2 are left; at 1 left the thread
-    reads up to 4 again. Reading one item per item taken (the queue topped up at once) fails this."""
+    reads up to 4 again. Reading one item per item taken (the queue topped up at once: 5, 6, 7, ...) fails
+    this. The thread starts with the first item asked for, so that one may be taken before the queue is
+    full (the thread then reads on to 4 ready, 5 made) or after (4 made, the thread asleep)."""
     made: list[int] = []
 
     def items():
@@ -147,13 +149,32 @@ def test_the_reading_thread_fills_the_queue_then_sleeps_until_it_has_run_low():
             yield i
 
     stream = prefetch(items(), depth=4, refill=1)
-    expected = [4, 4, 7, 7, 7, 10, 10, 10, 12, 12, 12, 12]  # made after each item is taken
-    taken, counts = [], []
-    for want in expected:
-        taken.append(next(stream))
-        counts.append(made_once_settled(made, want))
-    assert taken == list(range(12)) and counts == expected
-    assert list(stream) == []
+    try:
+        taken = [next(stream)]
+        counts = [made_once_settled(made, 4)]
+        expected = {4: [4, 4, 7, 7, 7, 10, 10, 10, 12, 12, 12, 12],  # made after each item is taken
+                    5: [5, 5, 5, 8, 8, 8, 11, 11, 11, 12, 12, 12]}.get(counts[0])
+        assert expected, f"{counts[0]} made once the first was taken"
+        for want in expected[1:]:
+            taken.append(next(stream))
+            counts.append(made_once_settled(made, want))
+        assert taken == list(range(12)) and counts == expected
+        assert list(stream) == []
+    finally:
+        stream.close()
+
+
+def test_prefetch_refuses_a_refill_that_is_not_below_the_depth():
+    for depth, refill in ((4, 4), (2, 5), (3, -1)):
+        with pytest.raises(ValueError, match="refill"):
+            next(prefetch(iter(range(3)), depth=depth, refill=refill))
+
+
+def test_cells_outside_the_scan_grid_are_refused_not_left_unread():
+    slide = picture_slide(PER_BLOCK, PER_BLOCK)
+    geometry = plan_geometry(slide, STRIDE)
+    with pytest.raises(ValueError, match="scan grid"):
+        next(read_batches(slide, geometry, np.ones((geometry.rows + 1, geometry.cols), bool), 4))
 
 
 def test_a_failure_while_reading_comes_after_the_items_before_it_and_an_early_stop_stops_the_thread():
@@ -175,8 +196,10 @@ def test_a_failure_while_reading_comes_after_the_items_before_it_and_an_early_st
             yield made[-1]
 
     stream = prefetch(endless(), depth=3, refill=1)
-    assert [next(stream), next(stream)] == [0, 1]
-    stream.close()
+    try:
+        assert [next(stream), next(stream)] == [0, 1]
+    finally:
+        stream.close()
     assert not [t for t in threading.enumerate() if t.name == "scan-reader"]  # joined, not left reading
     assert len(made) <= 2 + 3 + 1  # two taken, three ready, one being read when told to stop
     stopped_at = len(made)

@@ -115,6 +115,8 @@ def prefetch(items: Iterator[Any], depth: int = PREFETCH_DEPTH, refill: int = PR
     cost more CPU per tile. An exception in the producer is raised here,
     after the items before it; stopping early stops the producer.
     """
+    if not 0 <= refill < depth:
+        raise ValueError(f"prefetch needs 0 <= refill < depth, got refill {refill} and depth {depth}")
     ready: deque[Any] = deque()
     changed = threading.Condition()
     state: dict[str, Any] = {"finished": False, "error": None, "stopped": False}
@@ -168,6 +170,8 @@ def read_batches(slide: Slide, geometry: ScanGeometry, cells: np.ndarray, size: 
     uint8 (N, 96, 96, 3) with their cells and sharpness. Everything the scan does to a tile before the
     interpreter sees it happens here, so that `prefetch` runs all of it in the reading thread. Each tile
     is copied once, from its region straight into its batch."""
+    if cells.shape != geometry.shape:  # cells outside the grid would never be read, and their batch never sent
+        raise ValueError(f"the grid of cells to read is {cells.shape}, not the scan grid's {geometry.shape}")
     left = int(np.count_nonzero(cells))
     batch = np.empty((min(size, left), TILE, TILE, 3), np.uint8)
     batch_cells: list[tuple[int, int]] = []
