@@ -149,7 +149,7 @@ def thumbnail_reasons(thumbnail: np.ndarray, rows: int, cols: int, stride: int, 
 
 def sharpness(tiles: np.ndarray) -> np.ndarray:
     """Per tile of (N, H, W, 3) uint8: variance of the grey Laplacian over variance of grey (0: flat)."""
-    space = _workspace(min(len(tiles), SHARPNESS_CHUNK), *tiles.shape[1:3])
+    space = _workspace(*tiles.shape[1:3])
     if len(tiles) <= SHARPNESS_CHUNK:
         return _sharpness(tiles, space)
     return np.concatenate([_sharpness(tiles[i:i + SHARPNESS_CHUNK], space)
@@ -157,13 +157,13 @@ def sharpness(tiles: np.ndarray) -> np.ndarray:
 
 
 class _Workspace:
-    """The float arrays `_sharpness` computes in, for up to `n` tiles of `height` x `width`: kept by each
-    thread and reused, because fresh ones (over a megabyte a chunk) are new pages for the kernel to map
-    and zero at every call (about six page faults a tile), and cold in the caches."""
+    """The float arrays `_sharpness` computes in, for SHARPNESS_CHUNK tiles of `height` x `width`: kept by
+    each thread and reused, because fresh ones (over a megabyte a chunk) are new pages for the kernel to
+    map and zero at every call (about six page faults a tile), and cold in the caches."""
 
-    def __init__(self, n: int, height: int, width: int):
-        self.shape = (n, height, width)
-        size = height * width
+    def __init__(self, height: int, width: int):
+        n, size = SHARPNESS_CHUNK, height * width
+        self.tile_shape = (height, width)
         self.rgb = np.empty((n, height, width, 3), np.float32)
         self.grey = np.empty((n, size), np.float32)
         self.lap = np.empty((n, size - 2 * width), np.float32)
@@ -174,10 +174,10 @@ class _Workspace:
 _workspaces = threading.local()
 
 
-def _workspace(n: int, height: int, width: int) -> _Workspace:
+def _workspace(height: int, width: int) -> _Workspace:
     space = getattr(_workspaces, "space", None)
-    if space is None or space.shape[1:] != (height, width) or space.shape[0] < n:
-        space = _workspaces.space = _Workspace(max(n, space.shape[0] if space is not None else 0), height, width)
+    if space is None or space.tile_shape != (height, width):
+        space = _workspaces.space = _Workspace(height, width)
     return space
 
 
